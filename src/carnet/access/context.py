@@ -1,0 +1,165 @@
+"""What the policy knows about a professional's relationship to a record, loaded once per unit of work.
+
+Two correlated subqueries gather the grants that name the professional (or their organisation) and
+their live emergency accesses. Services add them to the statement that loads the record
+(``context_columns`` then ``remember``), so the policy costs no round trip of its own; otherwise
+``context_for`` loads them in one. The result is cached on the unit of work.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from carnet.access.models import AccessGrant, EmergencyAccess, EmergencyMode, GrantKind, SubjectKind
+from carnet.auth.actor import AccessMode, Actor
+from carnet.records.models import Record
+from carnet.runtime import Work
+
+
+@dataclass(frozen=True, slots=True)
+class AccessContext:
+    record: Record
+    kinds: frozenset[str]  # the GrantKind values that apply to this professional
+    emergency: EmergencyMode | None
+    matrix_path: Path | None
+
+    @property
+    def blocked(self) -> bool:
+        return GrantKind.BLOCK.value in self.kinds
+
+    @property
+    def administrator(self) -> bool:
+        return GrantKind.ADMINISTRATOR.value in self.kinds
+
+    @property
+    def privileged(self) -> bool:
+        """Médecin traitant and administrators see everything, the matrix and masking aside (L1111-16)."""
+        return bool({GrantKind.MEDECIN_TRAITANT.value, GrantKind.ADMINISTRATOR.value} & self.kinds)
+
+    @property
+    def has_relationship(self) -> bool:
+        return (
+            self.privileged
+            or bool({GrantKind.AUTHORIZATION.value, GrantKind.CARE_TEAM.value} & self.kinds)
+            or self.emergency is not None
+        )
+
+    @property
+    def mode(self) -> AccessMode:
+        """Emergency only when nothing else opens the record."""
+        if (
+            self.emergency is None
+            or self.privileged
+            or {GrantKind.AUTHORIZATION.value, GrantKind.CARE_TEAM.value} & self.kinds
+        ):
+            return AccessMode.NORMAL
+        return AccessMode(self.emergency.value)
+
+    @property
+    def basis(self) -> str:
+        for kind in (GrantKind.MEDECIN_TRAITANT, GrantKind.ADMINISTRATOR, GrantKind.AUTHORIZATION, GrantKind.CARE_TEAM):
+            if kind.value in self.kinds:
+                return kind.value
+        return self.emergency.value if self.emergency is not None else "none"
+
+
+@functools.cache
+def context_subqueries() -> tuple[sa.Label[str | None], sa.Label[str | None]]:
+    """Built once; the professional and the time are bound parameters (see ``context_columns``)."""
+    now = sa.bindparam("ctx_now", type_=AccessGrant.start.type)
+    idnat = sa.bindparam("ctx_idnat", type_=sa.String)
+    # Blocks, declarations and designations name a person; an organisation can only be authorized.
+    applies = sa.or_(
+        sa.and_(AccessGrant.subject_kind == SubjectKind.PRACTITIONER.value, AccessGrant.subject_value == idnat),
+        sa.and_(
+            AccessGrant.subject_kind == SubjectKind.ORGANIZATION.value,
+            AccessGrant.subject_value == sa.bindparam("ctx_org", type_=sa.String),
+            AccessGrant.kind == GrantKind.AUTHORIZATION.value,
+        ),
+    )
+    kinds = (
+        sa.select(sa.func.aggregate_strings(AccessGrant.kind, ","))
+        .where(
+            AccessGrant.record_id == Record.id,
+            AccessGrant.active.is_(True),
+            AccessGrant.start <= now,
+            sa.or_(AccessGrant.end.is_(None), AccessGrant.end > now),
+            applies,
+        )
+        .scalar_subquery()
+    )
+    emergency = (
+        sa.select(EmergencyAccess.mode)
+        .where(
+            EmergencyAccess.record_id == Record.id,
+            EmergencyAccess.actor_key == sa.bindparam("ctx_actor_key", type_=sa.String),
+            EmergencyAccess.expires_at > now,
+        )
+        .order_by(EmergencyAccess.expires_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return kinds.label("access_kinds"), emergency.label("access_emergency")
+
+
+def context_columns(work: Work, actor: Actor) -> tuple[list[sa.Label[str | None]], dict[str, object]]:
+    """Two scalar subqueries, correlated to ``Record.id``, that load a professional's context on a
+    record, and the parameters to execute them with.
+
+    Add them to the statement that loads the record (or the document and its record), execute it with
+    the parameters, then call ``remember``: the access decision costs no round trip of its own. Empty
+    for other actors.
+    """
+    professional = actor.professional if actor.acts_as_professional else None
+    if professional is None:
+        return [], {}
+    params: dict[str, object] = {
+        "ctx_now": work.now,
+        "ctx_idnat": professional.idnat,
+        "ctx_org": professional.organization_idnat or "",
+        "ctx_actor_key": f"pro:{professional.idnat}",
+    }
+    return list(context_subqueries()), params
+
+
+def remember(work: Work, actor: Actor, record: Record, kinds: str | None, emergency_mode: str | None) -> AccessContext:
+    """Build the context from the two ``context_columns`` values and cache it on the unit of work."""
+    emergency = EmergencyMode(emergency_mode) if emergency_mode else None
+    # The patient's preferences are re-checked at every access, not only when the emergency opened.
+    if emergency is EmergencyMode.BREAK_GLASS and not record.emergency_break_glass:
+        emergency = None
+    if emergency is EmergencyMode.REGULATION and not record.emergency_regulation:
+        emergency = None
+    context = AccessContext(
+        record, frozenset(kinds.split(",")) if kinds else frozenset(), emergency, work.settings.habilitation_matrix
+    )
+    work.access_contexts[(actor.key, actor.author_key, record.id)] = context
+    return context
+
+
+def load_context(work: Work, actor: Actor, record: Record) -> AccessContext:
+    """The context of a record already loaded without ``context_columns`` (one round trip)."""
+    columns, params = context_columns(work, actor)
+    assert columns, "only professionals have an access context"
+    row = work.session.execute(sa.select(*columns).select_from(Record).where(Record.id == record.id), params).one()
+    return remember(work, actor, record, row[0], row[1])
+
+
+def context_for(work: Work, actor: Actor, record: Record) -> AccessContext:
+    """The (cached) context of a professional actor on a record."""
+    key = (actor.key, actor.author_key, record.id)
+    cached = work.access_contexts.get(key)
+    if not isinstance(cached, AccessContext) or cached.record is not record:
+        cached = load_context(work, actor, record)
+    return cached
+
+
+def forget(work: Work, record_id: uuid.UUID) -> None:
+    """Drop cached contexts of a record (after a grant changed within the same unit of work)."""
+    for key in [k for k in work.access_contexts if k[2] == record_id]:
+        del work.access_contexts[key]

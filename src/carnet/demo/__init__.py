@@ -1,0 +1,1 @@
+"""Demo data: named personas and realistic documents, loaded idempotently by ``carnet demo``."""

@@ -1,0 +1,1 @@
+"""One router per FHIR resource type (plus the transaction endpoint and the capability statement)."""
