@@ -288,9 +288,13 @@ def test_patient_and_professional_journey(
     # ------------------------------------------------------------------ the patient sees it all
     page.reload()
     emergency = page.locator(".history-line--emergency")
-    expect(emergency.first).to_contain_text("Paul GIRARD")
+    expect(emergency.first).to_contain_text("Paul GIRARD")  # every access he made in that mode is marked …
     expect(emergency.first).to_contain_text("Urgence : bris de glace")
-    expect(emergency.first).to_contain_text(REASON)
+    opening = emergency.filter(has_text="a accédé au dossier en urgence")
+    expect(opening).to_have_count(1)  # … and the opening of the emergency access carries its reason
+    expect(opening).to_contain_text("Paul GIRARD")
+    expect(opening).to_contain_text(REASON)
+    expect(emergency.filter(has_text=REASON)).to_have_count(1)
     check_page(page, "patient-history-emergency")
     page.get_by_role("link", name="Documents").first.click()
     expect(page.locator("ul.docs")).to_contain_text(f"Compte rendu {marker}")  # Dr Girard's deposit
