@@ -199,6 +199,21 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         """The public keys that verify Carnet access tokens (several during a key rotation)."""
         return JSONResponse(tokens.public_jwks(settings))
 
+    # The FHIR API first, its hottest routes leading: FastAPI matches a path against the routes in order,
+    # and each route it tries costs a few microseconds (about 2 ms per request when the portals' ~90
+    # routes were tried before the FHIR ones).
+    for router in (
+        documents.router,
+        binary.router,
+        transaction.router,
+        lists.router,
+        patient.router,
+        consent.router,
+        audit.router,
+        directory.router,
+        metadata.router,
+    ):
+        app.include_router(router, prefix="/fhir")
     for auth_router in (oidc.router, smart.router, patient_routes.router):
         app.include_router(auth_router)
     app.include_router(notifications.router)  # the notification centre, preferences, the dev mailbox
@@ -208,16 +223,4 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(patient_portal)  # the patient portal (/patient)
     app.include_router(pro_portal)  # the professional portal (/pro)
     app.mount("/static", StaticFiles(packages=[("carnet.portal", "static")]), name="static")
-    for router in (
-        metadata.router,
-        transaction.router,
-        patient.router,
-        documents.router,
-        lists.router,
-        binary.router,
-        directory.router,
-        consent.router,
-        audit.router,
-    ):
-        app.include_router(router, prefix="/fhir")
     return app

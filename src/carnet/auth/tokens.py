@@ -74,8 +74,33 @@ def issue_dev(settings: Settings, subject: str, *, extra: dict[str, Any] | None 
     return issue(settings, subject, extra={"dev": True, **(extra or {})}, ttl=ttl or settings.token_ttl_seconds)
 
 
+# Tokens whose signature and claims were verified, until they expire: a client sends the same token with
+# every request, and checking an Ed25519 signature through joserfc costs ~0.25 ms. The key includes the
+# key set, the issuer and whether development tokens are allowed, so a rotated-out key or another
+# deployment's settings never hit; the time claims are checked again on every hit.
+_VERIFIED: dict[tuple[str, str, bool, str], dict[str, Any]] = {}
+_VERIFIED_MAX = 8192
+_LEEWAY = 5
+
+
 def verify(settings: Settings, token: str) -> dict[str, Any]:
     """The claims of a valid Carnet access token; ``Unauthenticated`` for anything else."""
+    cache_key = (settings.signing_keys.get_secret_value(), settings.base_url, settings.allows_dev_tokens, token)
+    cached = _VERIFIED.get(cache_key)
+    if cached is not None:
+        now = time.time()
+        if cached["exp"] + _LEEWAY > now and cached.get("nbf", 0) - _LEEWAY <= now:
+            return dict(cached)
+        _VERIFIED.pop(cache_key, None)
+    claims = _verify_signed(settings, token)
+    if isinstance(claims.get("exp"), int | float):
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()  # simple and bounded: the hot tokens come back at their next request
+        _VERIFIED[cache_key] = dict(claims)
+    return claims
+
+
+def _verify_signed(settings: Settings, token: str) -> dict[str, Any]:
     try:
         decoded = jwt.decode(token, key_set(settings), algorithms=ALGORITHMS)
     except (JoseError, ValueError) as exc:
@@ -86,7 +111,7 @@ def verify(settings: Settings, token: str) -> dict[str, Any]:
         aud={"essential": True, "value": AUDIENCE},
         sub={"essential": True},
         exp={"essential": True},
-        leeway=5,
+        leeway=_LEEWAY,
     )
     try:
         registry.validate(claims)
