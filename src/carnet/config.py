@@ -68,6 +68,9 @@ DEV_SIGNING_KEYS = (
 DEV_AUDIT_SIGNING_KEY = base64.b64encode(b"carnet-dev-audit-checkpoint-key!").decode()
 
 MIB = 1024 * 1024
+# The periods the law sets (reference/dmp.md §5): six weeks to object, ten years of archive.
+LEGAL_OPPOSITION_DAYS = 42
+LEGAL_RETENTION_YEARS = 10
 
 
 def _decode_key(value: str, name: str) -> bytes:
@@ -132,6 +135,17 @@ class Settings(BaseSettings):
     session_max_seconds: int = Field(default=12 * 3600, ge=60)
     activation_code_days: int = Field(default=30, ge=1)
     reset_code_seconds: int = Field(default=900, ge=60)
+
+    # ------------------------------------------------------------------ record lifecycle (carnet.records.lifecycle)
+    # An announced record opens this many days after the patient was informed, unless they object
+    # (R1111-28: six weeks); a closed record is kept this many years from its closure, then destroyed
+    # (R1111-36, L1111-18: ten years). Production refuses shorter periods than the law's.
+    record_opposition_days: int = Field(default=LEGAL_OPPOSITION_DAYS, ge=0, le=365)
+    record_retention_years: int = Field(default=LEGAL_RETENTION_YEARS, ge=0, le=100)
+    # The worker looks for records to open (and, unless turned off, to destroy) this often.
+    record_jobs_seconds: int = Field(default=300, ge=1, le=24 * 3600)
+    record_jobs_batch: int = Field(default=200, ge=1, le=10_000)
+    record_auto_purge: bool = True
 
     blob_backend: BlobBackend = BlobBackend.DATABASE
     blob_dir: Path = Path("./var/blobs")
@@ -246,6 +260,10 @@ class Settings(BaseSettings):
             )
         if self.env is Environment.PRODUCTION and not self.base_url.startswith("https://"):
             raise ValueError("CARNET_BASE_URL must use https:// in production")
+        if self.env is Environment.PRODUCTION and self.record_opposition_days < LEGAL_OPPOSITION_DAYS:
+            raise ValueError(f"CARNET_RECORD_OPPOSITION_DAYS must be at least {LEGAL_OPPOSITION_DAYS} in production")
+        if self.env is Environment.PRODUCTION and self.record_retention_years < LEGAL_RETENTION_YEARS:
+            raise ValueError(f"CARNET_RECORD_RETENTION_YEARS must be at least {LEGAL_RETENTION_YEARS} in production")
         return self
 
     # ------------------------------------------------------------------ derived values

@@ -70,6 +70,7 @@ class Action(enum.StrEnum):
     RECORD_READ = "record.read"  # the Patient resource with identity traits
     RECORD_CLOSE = "record.close"
     RECORD_REOPEN = "record.reopen"
+    RECORD_ANNOUNCE = "record.announce"  # open a record after an opposition window (the operator, the insurer)
     DOCUMENT_SEARCH = "document.search"
     DOCUMENT_READ = "document.read"
     DOCUMENT_RETRIEVE = "document.retrieve"
@@ -98,6 +99,7 @@ SCOPES: dict[Action, tuple[str, str]] = {
     Action.RECORD_READ: ("Patient", "r"),
     Action.RECORD_CLOSE: ("Patient", "u"),
     Action.RECORD_REOPEN: ("Patient", "u"),
+    Action.RECORD_ANNOUNCE: ("Patient", "c"),
     Action.DOCUMENT_SEARCH: ("DocumentReference", "s"),
     Action.DOCUMENT_READ: ("DocumentReference", "r"),
     Action.DOCUMENT_RETRIEVE: ("Binary", "r"),
@@ -124,6 +126,7 @@ REFUSED_AS: dict[Action, TraceAction] = {
     Action.RECORD_READ: TraceAction.RECORD_READ,
     Action.RECORD_CLOSE: TraceAction.RECORD_CLOSE,
     Action.RECORD_REOPEN: TraceAction.RECORD_REOPEN,
+    Action.RECORD_ANNOUNCE: TraceAction.RECORD_ANNOUNCE,
     Action.DOCUMENT_SEARCH: TraceAction.DOCUMENT_SEARCH,
     Action.DOCUMENT_READ: TraceAction.DOCUMENT_READ,
     Action.DOCUMENT_RETRIEVE: TraceAction.DOCUMENT_RETRIEVE,
@@ -347,9 +350,17 @@ def decide(
         creators = (ActorKind.PROFESSIONAL, ActorKind.SOFTWARE, ActorKind.OPERATOR)
         if action is Action.RECORD_CREATE and actor.kind in creators:
             return _permit("record creation")
+        if action is Action.RECORD_ANNOUNCE and actor.kind in (ActorKind.OPERATOR, ActorKind.INSURER):
+            return _permit("the operator or the insurer announces a record")
         return _deny("no record")
     if doc is not None and doc.status == DELETED:
         return _deny("deleted document")
+    # An announced record is only a status until it opens: nobody reads or feeds it; its holder (or the
+    # operator for them) may object, which closes it (RECORD_CLOSE). A destroyed one is only a status.
+    if (record.is_announced and action not in (Action.RECORD_LOOKUP, Action.RECORD_CLOSE)) or (
+        record.is_destroyed and action is not Action.RECORD_LOOKUP
+    ):
+        return _deny("the record is not open yet" if record.is_announced else "the record's content was destroyed")
     if actor.kind is ActorKind.OPERATOR:
         if action in (Action.RECORD_CREATE, Action.RECORD_LOOKUP, Action.RECORD_CLOSE, Action.RECORD_REOPEN):
             return _permit("operator manages records")
@@ -454,7 +465,7 @@ def document_visibility(work: Work, actor: Actor, record: Record) -> ColumnEleme
     """
     if actor.kind is ActorKind.SYSTEM:
         return _NOT_DELETED
-    if not has_scope(actor, Action.DOCUMENT_READ):
+    if not has_scope(actor, Action.DOCUMENT_READ) or record.is_announced or record.is_destroyed:
         return sa.false()
     if actor.kind in (ActorKind.OPERATOR, ActorKind.INSURER):
         return sa.false()

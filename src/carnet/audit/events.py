@@ -7,6 +7,9 @@ record.create          rest                        create                       
 record.lookup          rest                        search-type                            E
 record.read            rest                        read                                   R
 record.close / reopen  rest                        operation + Carnet record-close/-reopen U
+record.announce        rest                        create + Carnet record-announce        C
+record.open / oppose   rest                        operation + Carnet record-open/-oppose U
+record.purge           rest                        delete + Carnet record-purge           D
 document.search        rest                        search-type                            E
 document.read          rest                        read (history-instance for histories)  R
 document.retrieve      rest                        read                                   R
@@ -106,6 +109,12 @@ SHAPES: dict[str, Shape] = {
     TraceAction.RECORD_READ: Shape(REST, (_rest("read"),), "R", "IHE.BasicAudit.PatientRead"),
     TraceAction.RECORD_CLOSE: Shape(REST, (_rest("operation"), _carnet("record-close")), "U"),
     TraceAction.RECORD_REOPEN: Shape(REST, (_rest("operation"), _carnet("record-reopen")), "U"),
+    TraceAction.RECORD_ANNOUNCE: Shape(
+        REST, (_rest("create"), _carnet("record-announce")), "C", "IHE.BasicAudit.PatientCreate"
+    ),
+    TraceAction.RECORD_OPEN: Shape(REST, (_rest("operation"), _carnet("record-open")), "U"),
+    TraceAction.RECORD_OPPOSE: Shape(REST, (_rest("operation"), _carnet("record-oppose")), "U"),
+    TraceAction.RECORD_PURGE: Shape(REST, (_rest("delete"), _carnet("record-purge")), "D"),
     TraceAction.DOCUMENT_SEARCH: Shape(REST, (_rest("search-type"),), "E", "IHE.BasicAudit.PatientQuery"),
     TraceAction.DOCUMENT_READ: Shape(REST, (_rest("read"),), "R", "IHE.BasicAudit.PatientRead"),
     TraceAction.DOCUMENT_RETRIEVE: Shape(REST, (_rest("read"),), "R", "IHE.BasicAudit.PatientRead"),

@@ -27,6 +27,13 @@ class TraceAction(enum.StrEnum):
     RECORD_READ = "record.read"
     RECORD_CLOSE = "record.close"
     RECORD_REOPEN = "record.reopen"
+    # The record's lifecycle (carnet.records.lifecycle): announced (the opposition window opens), opened
+    # (window elapsed, or the patient activated their account), objected to (closed, content destroyed),
+    # destroyed (end of retention, or an express request).
+    RECORD_ANNOUNCE = "record.announce"
+    RECORD_OPEN = "record.open"
+    RECORD_OPPOSE = "record.oppose"
+    RECORD_PURGE = "record.purge"
     DOCUMENT_SEARCH = "document.search"  # the query itself
     DOCUMENT_READ = "document.read"  # one per DocumentReference returned (by a read or a search)
     DOCUMENT_RETRIEVE = "document.retrieve"  # the bytes (ITI-68)

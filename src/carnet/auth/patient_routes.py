@@ -8,7 +8,9 @@ Routes under ``/auth/patient`` (JSON in and out; errors are OperationOutcomes li
   access token for API clients;
 * ``GET /sessions``, ``POST /logout``, ``POST /logout-all``;
 * ``POST /reset/request`` {ins | login, birth_date} → always 202; ``POST /reset/confirm``
-  {code, ins | login, new_password, totp}.
+  {code, ins | login, new_password, totp};
+* ``POST /oppose`` {code, ins, birth_date} → objects to an announced record with its provisional code
+  (no account needed): closed, its content destroyed (``carnet.records.lifecycle``).
 
 Every failed check answers the same 401; too many failures from one address answer 429. Bodies must
 be JSON (``Content-Type: application/json``): a cross-site HTML form cannot post one, which keeps
@@ -32,7 +34,7 @@ from carnet.auth.authenticate import actor_for
 from carnet.auth.certificates import client_address
 from carnet.config import Settings
 from carnet.deps import ClaimsDep, RuntimeDep
-from carnet.errors import Forbidden, IssueCode, Problem, Unauthenticated
+from carnet.errors import Conflict, Forbidden, IssueCode, Problem, Unauthenticated
 from carnet.fhir.outcomes import outcome_response
 from carnet.logging import log
 from carnet.runtime import Runtime
@@ -46,6 +48,11 @@ CONFIRMATION_FAILED = "confirmation failed: check your INS (or login) and the co
 LOGIN_FAILED = "sign-in failed: check your INS (or login), your password and the code your authenticator shows"
 UNCONFIRMED = "your account is not confirmed yet: POST /auth/patient/activate/confirm with a code of your authenticator"
 RESET_FAILED = "password reset failed: check the reset code, your INS (or login) and your authenticator code"
+OPPOSITION_FAILED = "objection failed: check the provisional code, your INS and the birth date; a code works once"
+OPPOSITION_TOO_LATE = (
+    "the opposition window of this record has ended (or the objection is already recorded): "
+    "activate your account to close it"
+)
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Totp = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=12)]
@@ -88,6 +95,12 @@ class ResetConfirmBody(Identified):
     code: Code
     new_password: Password
     totp: Totp
+
+
+class OpposeBody(BaseModel):
+    code: Code
+    ins: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    birth_date: dt.date = Field(description="YYYY-MM-DD: the patient's")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -309,3 +322,32 @@ def reset_confirm(body: ResetConfirmBody, request: Request, runtime: RuntimeDep)
     if status is not patients.Status.OK:
         raise Unauthenticated(RESET_FAILED)
     return _signed_out(runtime, {"status": "password-changed"})
+
+
+# ---------------------------------------------------------------------------------------- objection
+@router.post("/oppose")
+def oppose(body: OpposeBody, request: Request, runtime: RuntimeDep) -> Response:
+    """Object to an announced record with its provisional code, the INS and the birth date: the record
+    will not open, its content is destroyed, a receipt goes to its addresses."""
+    with runtime.work() as work:
+        result = patients.oppose(
+            work,
+            source=source_address(request, runtime.settings),
+            code=body.code,
+            ins=body.ins,
+            birth_date=body.birth_date,
+        )
+    if result.status is patients.Status.THROTTLED:
+        return _throttled()
+    if result.too_late:
+        raise Conflict(OPPOSITION_TOO_LATE)
+    if result.status is not patients.Status.OK or result.record is None:
+        raise Unauthenticated(OPPOSITION_FAILED)
+    closed = result.record.closed_at
+    return JSONResponse(
+        {
+            "status": result.record.status,
+            "reason": result.record.closure_reason,
+            "closed_at": closed.isoformat() if closed else None,
+        }
+    )

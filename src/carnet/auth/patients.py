@@ -353,12 +353,18 @@ def _issue(
 
 
 def issue_activation_code(
-    work: Work, *, record_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
+    work: Work,
+    *,
+    record_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | None = None,
+    ttl: dt.timedelta | None = None,
 ) -> IssuedCode:
     """A new activation code for a patient's record or a representative's account (earlier ones die).
 
     A patient account is activated through its record (the patient proves the INS and birth date);
-    a representative's account through the account itself.
+    a representative's account through the account itself. ``ttl``: its validity, by default
+    ``CARNET_ACTIVATION_CODE_DAYS`` (an announced record's provisional code lasts its opposition window
+    and that much more).
     """
     if (record_id is None) == (account_id is None):
         raise ValueError("an activation code is for a record or for an account")
@@ -380,7 +386,7 @@ def issue_activation_code(
     return _issue(
         work,
         Purpose.ACTIVATION,
-        ttl=dt.timedelta(days=work.settings.activation_code_days),
+        ttl=ttl or dt.timedelta(days=work.settings.activation_code_days),
         record_id=record_id,
         account_id=account_id,
     )
@@ -641,6 +647,16 @@ def activate(
     _store_credentials(work, account.id, password, secret, last_step=0)
     sessions.revoke_all(work, account.id)
     trace_sign_in(work, TraceAction.ACCOUNT_ACTIVATION, Target(target.record, account), identifier=None)
+    if target.record is not None and target.record.is_announced:
+        # Activating one's space during the opposition window is choosing it: the record opens now.
+        from carnet.records import lifecycle  # noqa: PLC0415 - the lifecycle issues codes through this module
+
+        lifecycle.open_record(
+            work,
+            actor=Actor(kind=ActorKind.PATIENT, key=f"account:{account.id}", display="", own_record=target.record.id),
+            record=target.record,
+            detail="activation",
+        )
     log.info("patient_account_activated", account=str(account.id))
     return Activation(
         Status.OK,
@@ -757,6 +773,49 @@ def request_reset(work: Work, *, source: str, ins: str | None, login: str | None
     issued = issue_reset_code(work, account.id)
     event = reset_code.send(work, account=account, code=format_code(issued.code), expires_at=issued.expires_at)
     return ResetRequest(Status.OK, account_id=account.id, notified=event is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Opposition:
+    status: Status
+    record: Record | None = None
+    # The code and birth date were right but the record is not in its opposition window (open, closed,
+    # already objected to): told to whoever proved who they are.
+    too_late: bool = False
+
+
+def oppose(work: Work, *, source: str, code: str, ins: str, birth_date: dt.date) -> Opposition:
+    """Object to an announced record with its provisional code, the INS and the birth date (no account
+    needed: reference/dmp.md §5, "objection channels"). The record closes with reason OPPOSITION and its
+    content is destroyed (``carnet.records.lifecycle.oppose``); the code is spent.
+
+    Failures answer like activation's: one generic status, counted per source address.
+    """
+    from carnet.records import lifecycle  # noqa: PLC0415 - the lifecycle issues codes through this module
+
+    if throttled(work, source):
+        return Opposition(Status.THROTTLED)
+    target = find_target(work, ins=ins, login=None)
+    row = _matching_code(work, Purpose.ACTIVATION, target, code) if target.record is not None else None
+    if row is None or target.record is None:
+        _source_failed(work, source)
+        trace_sign_in(work, TraceAction.RECORD_OPPOSE, target, identifier=ins, outcome=Outcome.FAILURE, detail="code")
+        return Opposition(Status.FAILED)
+    if birth_date not in proving_birth_dates(work, target):
+        row.attempts += 1
+        _source_failed(work, source)
+        trace_sign_in(
+            work, TraceAction.RECORD_OPPOSE, target, identifier=ins, outcome=Outcome.FAILURE, detail="birth-date"
+        )
+        return Opposition(Status.FAILED)
+    record = target.record
+    if not record.is_announced:
+        return Opposition(Status.FAILED, record=record, too_late=True)
+    row.used_at = work.now
+    _spend_codes(work, Purpose.ACTIVATION, target)
+    actor = Actor(kind=ActorKind.PATIENT, key=f"patient:{record.id}", display="", own_record=record.id)
+    lifecycle.oppose(work, actor=actor, record=record)
+    return Opposition(Status.OK, record=record)
 
 
 def confirm_reset(

@@ -1,7 +1,9 @@
 """``carnet worker``: deliver notifications from the outbox (e-mail, SMS), until SIGTERM or Ctrl-C.
 
 ``carnet worker`` runs the loop, which also takes the audit trail's signed checkpoints when due and keeps
-its PostgreSQL partitions (``carnet.audit.jobs``); ``--once`` does both once and exits. ``carnet worker status``
+its PostgreSQL partitions (``carnet.audit.jobs``), and runs the record lifecycle's jobs (``carnet.records
+.lifecycle``: opening records whose opposition window ended, destroying those whose retention ended);
+``--once`` does all of it once and exits. ``carnet worker status``
 counts deliveries per status; ``carnet worker requeue`` gives dead letters a fresh set of attempts.
 Run as many workers as you like on PostgreSQL (they never claim the same delivery); on SQLite, one.
 """
@@ -68,6 +70,11 @@ def worker(
             report = worker.audit_pass()
             if report is not None and report.checkpoint is not None:
                 console.print(f"audit checkpoint #{report.checkpoint.id}: {report.checkpoint.heads} heads")
+            records = worker.lifecycle_pass()
+            if records is not None and (records.opened or records.purged or records.failed):
+                console.print(
+                    f"records opened {len(records.opened)}, destroyed {len(records.purged)}, failed {records.failed}"
+                )
             tally = worker.drain(timeout=float("inf"))
             console.print(
                 f"delivered {tally.delivered}, retried later {tally.retried}, dead-lettered {tally.dead}"

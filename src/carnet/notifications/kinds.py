@@ -20,6 +20,11 @@ class Kind(enum.StrEnum):
     CONSENT_CHANGED = "consent-changed"
     RECORD_CREATED = "record-created"
     RECORD_CLOSED = "record-closed"
+    # The record's lifecycle (carnet.records.lifecycle): announced (it opens in six weeks unless the patient
+    # objects; carries the provisional code, sealed), opened at the end of the window, objected to.
+    RECORD_ANNOUNCED = "record-announced"
+    RECORD_OPENED = "record-opened"
+    RECORD_OPPOSED = "record-opposed"
     RESET_CODE = "reset-code"  # a password-reset code for the person's own account (see ACCOUNT_KINDS)
 
 
@@ -44,6 +49,9 @@ TOPIC_OF: dict[Kind, Topic] = {
     Kind.CONSENT_CHANGED: Topic.CONSENTS,
     Kind.RECORD_CREATED: Topic.RECORD,
     Kind.RECORD_CLOSED: Topic.RECORD,
+    Kind.RECORD_ANNOUNCED: Topic.RECORD,
+    Kind.RECORD_OPENED: Topic.RECORD,
+    Kind.RECORD_OPPOSED: Topic.RECORD,
 }
 
 # Kinds about the person's own account rather than a record's life: they have no topic (preferences cannot

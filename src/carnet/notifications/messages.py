@@ -67,6 +67,19 @@ def format_when(value: dt.datetime, language: Language, timezone: str) -> str:
     )
 
 
+def format_day(value: object, language: Language, timezone: str) -> str | None:
+    """A day (an ISO date-time in ``params``, such as when an announced record opens) as the recipient reads
+    it: ``15 janvier 2027``, ``15 January 2027``; None when absent or unreadable."""
+    try:
+        moment = dt.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    day = moment.astimezone(zoneinfo.ZoneInfo(timezone)).date() if moment.tzinfo else moment.date()
+    return str(babel.dates.format_date(day, "d MMMM y", locale=language.value))
+
+
 def _block(template: jinja2.Template, name: str, context: dict[str, Any]) -> str:
     text = "".join(template.blocks[name](template.new_context(context)))
     return re.sub(r"[ \t]*\n[ \t]*", "\n", text).strip()
@@ -113,6 +126,7 @@ def render(
         "change": params.get("change", "create"),
         "code": params.get("code"),  # a reset code, opened just for this rendering
         "minutes": int(params.get("minutes", 15)),
+        "opens": format_day(params.get("opens"), language, settings.notify_timezone),  # an announced record
         "portal_url": settings.portal_url,
         "language": language.value,
     }

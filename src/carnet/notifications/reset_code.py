@@ -47,6 +47,9 @@ if TYPE_CHECKING:  # the runtime imports the rules, which import the outbox
 CODE_CONTEXT = b"carnet-notify-reset-code"
 SEALED_PARAM = "code_sealed"  # the sealed code in the event's params (base64)
 CODE_PARAM = "code"  # the code in clear: only in the params handed to ``render``, never stored
+# The kinds whose event carries a sealed code: the reset code, and the provisional code of an announced
+# record (carnet.notifications.lifecycle), sealed the same way (bound to its own event and recipient).
+SEALED_KINDS = frozenset({Kind.RESET_CODE, Kind.RECORD_ANNOUNCED})
 
 
 class SecretUnreadable(Exception):
@@ -78,14 +81,14 @@ def open_code(settings: Settings, event_id: uuid.UUID, recipient: str, value: st
 def reveal(
     settings: Settings, *, kind: Kind, event_id: uuid.UUID, recipient: str, params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The params to render one delivery with: for a reset code, the code opened (``SecretUnreadable`` if
-    it cannot be). Other kinds' params are returned as they are."""
+    """The params to render one delivery with: for a reset code (or an announced record's provisional code),
+    the code opened (``SecretUnreadable`` if it cannot be). Other kinds' params are returned as they are."""
     found = dict(params)
-    if kind is not Kind.RESET_CODE:
+    if kind not in SEALED_KINDS:
         return found
     code = open_code(settings, event_id, recipient, str(found.pop(SEALED_PARAM, "")))
     if code is None:
-        raise SecretUnreadable("the reset code cannot be opened")
+        raise SecretUnreadable("the code cannot be opened")
     found[CODE_PARAM] = code
     return found
 

@@ -31,7 +31,16 @@ invisibility flag                      not see the document and now can
                                                                                   Patient resource's e-mail or
                                                                                   mobile)
 ``record.close``                       ``record-closed``                          patient, representatives
+``record.open`` (an announced record   ``record-opened``                          patient, representatives
+opened: its opposition window ended)                                              (without an account yet: the
+                                                                                  Patient resource's e-mail or
+                                                                                  mobile)
 =====================================  =========================================  ==========================
+
+An announced record's information (``record-announced``, with the provisional code) and the receipt of
+an objection (``record-opposed``) are staged by ``carnet.notifications.lifecycle``, called by the
+lifecycle service: the first carries a secret, which traces never hold, the second must be staged before
+the objection destroys the contacts it goes to.
 
 One unit of work gives one notice per (record, kind, actor): a bundle of three documents is one
 "three new documents" notice. A professional's first access that is itself a notified action (opening
@@ -81,7 +90,10 @@ NOTIFYING = {
     TraceAction.CONSENT_REVOKE: Kind.CONSENT_CHANGED,
     TraceAction.RECORD_CREATE: Kind.RECORD_CREATED,
     TraceAction.RECORD_CLOSE: Kind.RECORD_CLOSED,
+    TraceAction.RECORD_OPEN: Kind.RECORD_OPENED,
 }
+# Notices that go to the Patient resource's contacts while the patient has no account.
+TO_PATIENT_CONTACTS = frozenset({Kind.RECORD_CREATED, Kind.RECORD_OPENED})
 DOCUMENT_KINDS = frozenset({Kind.DOCUMENT_ADDED, Kind.DOCUMENT_REPLACED})
 INVISIBLE_PATIENT = CONFIDENTIALITY_FLAGS["INVISIBLE_PATIENT"]  # DocumentEntry.flags
 INVISIBLE_REPRESENTATIVES = CONFIDENTIALITY_FLAGS["INVISIBLE_REPRESENTANTS_LEGAUX"]
@@ -352,8 +364,8 @@ class NotificationRules:
                     for idnat, email in doctors.get(event.record_id, [])
                     if idnat != event.professional and f"pro:{idnat}" != event.actor_key
                 )
-            if event.kind is Kind.RECORD_CREATED and holder is None:
-                recipients.append(_patient_contacts(work, event.record_id))
+            if event.kind in TO_PATIENT_CONTACTS and holder is None:
+                recipients.append(patient_contacts(work, event.record_id))
             outbox.enqueue(
                 work,
                 record_id=event.record_id,
@@ -475,7 +487,7 @@ def _medecins_traitants(work: Work, record_ids: list[uuid.UUID]) -> dict[uuid.UU
     return found
 
 
-def _patient_contacts(work: Work, record_id: uuid.UUID) -> outbox.Recipient | None:
+def patient_contacts(work: Work, record_id: uuid.UUID) -> outbox.Recipient | None:
     """Before the patient has an account, the record's opening is told to the e-mail address (else the
     mobile number) of the Patient resource, in the language it prefers."""
     record = work.session.get(Record, record_id)

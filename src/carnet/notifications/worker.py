@@ -11,7 +11,9 @@ see ``start_dev_worker``). Its loop:
 Each turn of the loop also runs the audit trail's scheduled jobs when they are due
 (``carnet.audit.jobs.run_due_jobs``: a signed checkpoint every ``CARNET_AUDIT_CHECKPOINT_SECONDS``,
 PostgreSQL partition upkeep once a day), at most every ``min(notify_poll_seconds, audit_checkpoint_seconds)``;
-a failure there is logged and never stops the deliveries.
+a failure there is logged and never stops the deliveries. It also runs the record lifecycle's jobs every
+``CARNET_RECORD_JOBS_SECONDS`` (``carnet.records.lifecycle.run_due_jobs``: open the announced records whose
+opposition window ended, destroy the closed records whose retention ended), likewise never in the way.
 
 A delivery is marked right after it is sent, so a worker that dies leaves at most one message sent
 but unmarked; the rest of its batch was never attempted, and its leases expire after
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from carnet.audit.jobs import JobReport, run_due_jobs
+from carnet.audit.trace import CURRENT_REQUEST, Interface, RequestInfo
 from carnet.config import Environment, Settings
 from carnet.db import unit_of_work, utcnow
 from carnet.logging import log
@@ -43,6 +46,7 @@ from carnet.notifications.channels import DeliveryFailed, Sender, senders_for
 from carnet.notifications.kinds import Channel
 from carnet.notifications.messages import render
 from carnet.notifications.models import DeliveryStatus
+from carnet.records import lifecycle
 from carnet.runtime import Runtime
 
 
@@ -78,6 +82,7 @@ class Worker:
         clock: Callable[[], dt.datetime] = utcnow,
         rng: random.Random | None = None,
         audit_jobs: bool = True,
+        lifecycle_jobs: bool = True,
     ) -> None:
         self.runtime = runtime
         self.settings: Settings = runtime.settings
@@ -89,6 +94,8 @@ class Worker:
         self.total = Tally()
         self.audit_jobs = audit_jobs
         self._audit_next = 0.0  # time.monotonic() at which the audit jobs are looked at again
+        self.lifecycle_jobs = lifecycle_jobs
+        self._lifecycle_next = 0.0  # time.monotonic() at which the record lifecycle's jobs run again
 
     @property
     def lease(self) -> dt.timedelta:
@@ -111,6 +118,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self._audit_if_time()
+                self._lifecycle_if_time()
                 try:
                     tally = self.run_once()
                 except Exception as exc:  # the database went away: log, wait, try again
@@ -148,6 +156,27 @@ class Worker:
             return
         self._audit_next = now + min(self.settings.notify_poll_seconds, self.settings.audit_checkpoint_seconds)
         self.audit_pass()
+
+    def lifecycle_pass(self) -> lifecycle.JobReport | None:
+        """Run the record lifecycle's jobs now (open what is due, destroy what is due); None if they failed
+        or this worker does not run them. Never raises. Their traces say they come from the worker."""
+        if not self.lifecycle_jobs:
+            return None
+        token = CURRENT_REQUEST.set(RequestInfo(interface=Interface.WORKER, source=self.owner[:64]))
+        try:
+            return lifecycle.run_due_jobs(self.runtime, self.clock())
+        except Exception as exc:
+            log.error("record_jobs_error", worker=self.owner, error=type(exc).__name__)
+            return None
+        finally:
+            CURRENT_REQUEST.reset(token)
+
+    def _lifecycle_if_time(self) -> None:
+        now = time.monotonic()
+        if now < self._lifecycle_next:
+            return
+        self._lifecycle_next = now + self.settings.record_jobs_seconds
+        self.lifecycle_pass()
 
     def drain(self, *, timeout: float = 60.0) -> Tally:
         """Deliver everything due now, then return (tests, ``carnet worker --once``, benchmarks)."""

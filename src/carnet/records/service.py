@@ -31,6 +31,7 @@ from carnet.identifiers import INS_OIDS, IdentifierError, IdentityStatus, Ins, p
 from carnet.identifiers.ins import LEGACY_INS_OIDS, system_to_oid
 from carnet.records.lookup import find_by_ins, get_record
 from carnet.records.models import ClosureReason, Record, RecordStatus
+from carnet.records.periods import retention_ends
 from carnet.runtime import Work
 
 PATIENT = "Patient"
@@ -117,6 +118,8 @@ def _check_traits(resource: JSON) -> None:
 
 def _closure_extension(record: Record) -> JSON:
     parts: list[JSON] = [{"url": "status", "valueCode": record.status}]
+    if record.info_sent_at is not None:  # an announced record: the opposition window runs from then
+        parts.append({"url": "infoSent", "valueDateTime": format_instant(record.info_sent_at)})
     if record.closed_at is not None:
         parts.append({"url": "date", "valueDateTime": format_instant(record.closed_at)})
     if record.closure_reason:
@@ -136,13 +139,8 @@ def _stamp(resource: JSON, record: Record, version: int, work: Work) -> JSON:
     return resource
 
 
-def create_record(work: Work, *, actor: Actor, patient: JSON) -> Record:
-    """Open a record for the patient described by ``patient`` (a FHIR Patient).
-
-    A professional must attest that the patient consented (extension record-consent-attestation);
-    the operator opens records without it (automatic opening after the opposition window).
-    """
-    require(work, actor, Action.RECORD_CREATE, None)
+def validated_identity(work: Work, patient: JSON) -> tuple[Ins, IdentityStatus]:
+    """The INS and identity status of a Patient that may key a record, its identity traits checked."""
     ins = ins_of_patient(patient, allow_test=not work.settings.is_production)
     status = identity_status_of(patient)
     if work.settings.is_production and status is not IdentityStatus.QUAL:
@@ -152,6 +150,19 @@ def create_record(work: Work, *, actor: Actor, patient: JSON) -> Record:
             IssueCode.BUSINESS_RULE,
         )
     _check_traits(patient)
+    return ins, status
+
+
+def create_record(work: Work, *, actor: Actor, patient: JSON) -> Record:
+    """Open a record for the patient described by ``patient`` (a FHIR Patient).
+
+    A professional must attest that the patient consented (extension record-consent-attestation);
+    the operator opens records without it. A record announced for this INS (opposition window) opens at
+    once when a professional attests the patient's consent; one the patient objected to starts again,
+    empty, with a new data key (``carnet.records.lifecycle``).
+    """
+    require(work, actor, Action.RECORD_CREATE, None)
+    ins, status = validated_identity(work, patient)
     if actor.kind in (ActorKind.PROFESSIONAL, ActorKind.SOFTWARE):
         attested = extension(patient, EXT_CONSENT_ATTESTED)
         if attested is None or attested.get("valueBoolean") is not True:
@@ -161,8 +172,11 @@ def create_record(work: Work, *, actor: Actor, patient: JSON) -> Record:
                 IssueCode.BUSINESS_RULE,
             )
     ins_hash = work.store.indexer.ins(ins.value)
-    if work.session.scalar(sa.select(Record.id).where(Record.ins_hash == ins_hash)) is not None:
-        raise Conflict("a record already exists for this INS")
+    existing = work.session.scalar(sa.select(Record).where(Record.ins_hash == ins_hash).with_for_update())
+    if existing is not None:
+        from carnet.records import lifecycle  # noqa: PLC0415 - the lifecycle builds on this module
+
+        return lifecycle.open_existing(work, actor=actor, record=existing, patient=patient, status=status)
     record_id = uuid.uuid4()
     wrapped = work.store.new_record_key(record_id)
     record = Record(
@@ -176,6 +190,7 @@ def create_record(work: Work, *, actor: Actor, patient: JSON) -> Record:
         kek_id=wrapped.kek_id,
         wrapped_key=wrapped.wrapped,
         patient_version=1,
+        opened_at=work.now,
     )
     work.session.add(record)
     work.store.flush()
@@ -299,6 +314,8 @@ def close_record(work: Work, *, actor: Actor, patient_id: str, reason: ClosureRe
     """Close a record (kept ten years, then destroyed). Deposits stop; the holder keeps read access."""
     record = _record_for(work, actor, patient_id)
     require(work, actor, Action.RECORD_CLOSE, record, visible=True)
+    if record.is_announced:
+        raise Conflict("the record is not open yet: objecting to it ($oppose) closes it")
     if not record.is_active:
         raise Conflict("the record is already closed")
     record.status = RecordStatus.CLOSED.value
@@ -319,11 +336,16 @@ def close_record(work: Work, *, actor: Actor, patient_id: str, reason: ClosureRe
 
 
 def reopen_record(work: Work, *, actor: Actor, patient_id: str) -> Record:
-    """Reopen a closed record; its archived content is available again."""
+    """Reopen a closed record within its retention period; its archived content is available again."""
     record = _record_for(work, actor, patient_id)
     require(work, actor, Action.RECORD_REOPEN, record, visible=True)
     if record.is_active:
         raise Conflict("the record is already open")
+    if record.is_announced:
+        raise Conflict("the record is not open yet: it opens at the end of its opposition window")
+    ends = retention_ends(work.settings, record)
+    if ends is not None and ends <= work.now:
+        raise Conflict(f"the record's retention ended on {ends.date().isoformat()}: it is due for destruction")
     record.status = RecordStatus.ACTIVE.value
     record.closed_at = None
     record.closure_reason = None

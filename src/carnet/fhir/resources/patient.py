@@ -1,8 +1,10 @@
-"""Patient: open a record (POST), PDSm TD0.2 lookup by INS, read, history, close and reopen."""
+"""Patient: open a record (POST), PDSm TD0.2 lookup by INS, read, history, close and reopen; the
+lifecycle: announce (``$announce``, opposition window) and object (``$oppose``)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 
 import orjson
 from fastapi import APIRouter, Request
@@ -14,10 +16,11 @@ from carnet.errors import Invalid, IssueCode, NotFound
 from carnet.fhir import bundles
 from carnet.fhir.http import authenticate, fhir_response, lenient, negotiate, read_body, resource_headers
 from carnet.fhir.parsing import check_content_type, parse_json, parse_resource, validate_structure
-from carnet.fhirtypes import split_token
+from carnet.fhirtypes import format_instant, split_token
 from carnet.identifiers import IdentifierError, parse_ins
+from carnet.records import lifecycle
 from carnet.records import service as records
-from carnet.records.models import ClosureReason
+from carnet.records.models import ClosureReason, Record
 
 router = APIRouter(tags=["Patient"])
 
@@ -161,3 +164,64 @@ async def reopen_patient(patient_id: str, request: Request, runtime: RuntimeDep,
 
     body = await run_in_threadpool(work)
     return fhir_response(body, headers=_version_headers(runtime.settings.fhir_base, body))
+
+
+# ---------------------------------------------------------------------------------------- lifecycle
+def _parameters(record: Record, **values: object) -> bytes:
+    """A Parameters resource about a record's lifecycle (the record, its status, dates, a code)."""
+    parameters: list[dict[str, object]] = [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{record.id}"}},
+        {"name": "status", "valueCode": record.status},
+    ]
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            parameters.append({"name": name, "valueBoolean": value})
+        elif isinstance(value, dt.datetime):
+            parameters.append({"name": name, "valueDateTime": format_instant(value)})
+        else:
+            parameters.append({"name": name, "valueString": str(value)})
+    return orjson.dumps({"resourceType": "Parameters", "parameter": parameters})
+
+
+@router.post("/Patient/$announce", status_code=201)
+async def announce_patient(request: Request, runtime: RuntimeDep, claims: ClaimsDep) -> Response:
+    """Announce a record (the operator, the insurer): it opens when the opposition window ends unless the
+    patient objects. Body: the Patient. Answer: Parameters with the record, its status, when the patient
+    was informed, when it opens, the provisional code (for a letter when no address was given) and
+    whether a message was sent."""
+    negotiate(request)
+    check_content_type(request.headers.get("content-type"))
+    resource = parse_resource(await read_body(request, 1024 * 1024), "Patient")
+    validate_structure(resource)
+
+    def work() -> bytes:
+        with runtime.work() as w:
+            done = lifecycle.announce_record(w, actor=authenticate(w, claims), patient=resource)
+            return _parameters(
+                done.record,
+                infoSentAt=done.record.info_sent_at,
+                opensAt=done.opens_at,
+                activationCode=done.code,
+                activationCodeExpiresAt=done.code_expires_at,
+                notified=done.notified,
+            )
+
+    body = await run_in_threadpool(work)
+    record_id = orjson.loads(body)["parameter"][0]["valueReference"]["reference"].split("/", 1)[1]
+    return fhir_response(body, 201, headers={"Location": f"{runtime.settings.fhir_base}/Patient/{record_id}"})
+
+
+@router.post("/Patient/{patient_id}/$oppose")
+async def oppose_patient(patient_id: str, request: Request, runtime: RuntimeDep, claims: ClaimsDep) -> Response:
+    """Object to an announced record (its holder or legal representative, or the operator recording an
+    objection made otherwise): closed with reason OPPOSITION, its content and data key destroyed."""
+    negotiate(request)
+
+    def work() -> bytes:
+        with runtime.work() as w:
+            record = lifecycle.object_to_record(w, actor=authenticate(w, claims), patient_id=patient_id)
+            return _parameters(record, reason=record.closure_reason, closedAt=record.closed_at)
+
+    return fhir_response(await run_in_threadpool(work))

@@ -11,6 +11,8 @@ part was wrong, as the service answers; too many failures from one address get a
 * ``GET/POST /patient/mot-de-passe-oublie`` (ask for a code) → ``GET/POST
   /patient/mot-de-passe-oublie/nouveau`` (code, new password, TOTP).
 * ``POST /patient/deconnexion``; ``GET /patient/appareils``, ``POST /patient/appareils/deconnexion-partout``.
+* ``GET/POST /patient/opposition``: object to an announced record with its provisional code, the INS and
+  the birth date (``patients.oppose``; no account needed).
 """
 
 from __future__ import annotations
@@ -477,3 +479,69 @@ def reset_confirm(
     response = common.redirect(f"{common.PREFIX}/connexion", "mot-de-passe")
     response.delete_cookie(sessions.COOKIE, **common.cookie_flags(runtime))
     return response
+
+
+# ---------------------------------------------------------------------------------------- objection
+@router.get("/opposition")
+def opposition_form(request: Request, runtime: RuntimeDep) -> Response:
+    """Object to an announced record with its provisional code (no account needed)."""
+    return common.page(request, runtime, "patient/opposition.html", None, {"values": {}, "errors": {}})
+
+
+@router.post("/opposition")
+def oppose(
+    request: Request,
+    runtime: RuntimeDep,
+    code_provisoire: FormStr = "",
+    ins: FormStr = "",
+    date_naissance: FormStr = "",
+    confirmation: FormStr = "",
+    csrf_token: Annotated[str, Form(alias="csrf")] = "",
+) -> Response:
+    common.check_form(request, csrf_token)
+    _ = web.gettext(request)
+    values = {
+        "code_provisoire": code_provisoire.strip()[:32],
+        "ins": ins.strip()[:32],
+        "date_naissance": date_naissance[:10],
+    }
+    errors: dict[str, str] = {}
+    if not code_provisoire.strip():
+        errors["code_provisoire"] = _("Indiquez le code provisoire reçu.")
+    matricule, _login = _ident(ins)
+    if matricule is None:
+        errors["ins"] = _("Indiquez l'INS : 15 caractères, chiffres (et A ou B pour la Corse).")
+    birth = None
+    try:
+        birth = common.parse_date(date_naissance)
+    except ValueError:
+        errors["date_naissance"] = _("Indiquez une date valide, par exemple 28/03/1979.")
+    if birth is None and "date_naissance" not in errors:
+        errors["date_naissance"] = _("Indiquez la date de naissance.")
+    if confirmation != "1":
+        errors["confirmation"] = _("Cochez la case pour confirmer votre opposition.")
+    context: dict[str, Any] = {"values": values, "errors": errors}
+    if errors:
+        return common.page(request, runtime, "patient/opposition.html", None, context, status=422)
+    assert birth is not None and matricule is not None
+    with runtime.work() as work:
+        result = patients.oppose(
+            work, source=common.source(request, runtime), code=code_provisoire[:32], ins=matricule, birth_date=birth
+        )
+    if result.status is patients.Status.THROTTLED:
+        return _throttled(request, runtime, "patient/opposition.html", context)
+    if result.too_late:
+        context["error"] = _(
+            "Le délai d'opposition de ce dossier est écoulé : il est ouvert. Activez votre espace pour le fermer."
+        )
+        return common.page(request, runtime, "patient/opposition.html", None, context, status=409)
+    if result.status is not patients.Status.OK or result.record is None:
+        context["error"] = _(
+            "Opposition impossible. Vérifiez le code provisoire, l'INS et la date de naissance. "
+            "Un code ne sert qu'une fois et expire."
+        )
+        return common.page(request, runtime, "patient/opposition.html", None, context, status=401)
+    log.info("patient_portal_opposition", record=str(result.record.id))
+    return common.page(
+        request, runtime, "patient/opposition.html", None, {"done": True, "closed_at": result.record.closed_at}
+    )
