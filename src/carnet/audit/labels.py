@@ -185,6 +185,17 @@ _PHRASES: dict[str, _Phrase] = {
     "record.read": _p("a consulté le dossier (identité du patient)", en="viewed the record (patient identity)"),
     "record.close": _p("a fermé le dossier", en="closed the record"),
     "record.reopen": _p("a rouvert le dossier", en="reopened the record"),
+    "record.announce": _p(
+        "a annoncé l'ouverture du dossier (délai d'opposition)",
+        en="announced the record's opening (opposition window)",
+    ),
+    "record.open": _p("a ouvert le dossier", en="opened the record"),
+    "record.oppose": _p(
+        "s'est opposé(e) à l'ouverture du dossier",
+        "vous êtes opposé(e) à l'ouverture du dossier",
+        "objected to the record's opening",
+    ),
+    "record.purge": _p("a détruit le contenu du dossier", en="destroyed the record's content"),
     "record.export": _p("a exporté le dossier", en="exported the record"),
     "document.search": _p("a recherché des documents du dossier", en="searched the record's documents"),
     "document.read": _p("a consulté le document {doc}", en="viewed the document {doc}"),
@@ -292,6 +303,13 @@ _PHRASES: dict[str, _Phrase] = {
     ),
     "auth.token": _p("a obtenu un accès pour un service", en="obtained access for a service"),
     "admin": _p("a effectué une opération d'administration", en="performed an administrative operation"),
+    # An account's own change of its notification preferences (an ``admin`` trace, detail
+    # ``notification-preferences …``; Mon espace santé's MODIF_PARAM_NOTIF).
+    "notification-preferences": _p(
+        "a modifié ses préférences de notification",
+        "avez modifié vos préférences de notification",
+        "changed the notification preferences",
+    ),
 }
 
 _REFUSED = {FR: " (accès refusé)", EN: " (access denied)"}
@@ -348,6 +366,8 @@ def describe(
             subject = names.professional(who) or names.organizations.get(who) or _SUBJECT[language]
     elif action == TraceAction.EMERGENCY_ACCESS.value:
         key = f"emergency.{trace.get('access_mode')}" if f"emergency.{trace.get('access_mode')}" in _PHRASES else action
+    elif action == TraceAction.ADMIN.value and detail.split(" ", 1)[0] == "notification-preferences":
+        key = "notification-preferences"
     phrase = _PHRASES.get(key) or _PHRASES.get(action) or _PHRASES["admin"]
     text = phrase.get(language, you).format(doc=_document(document_display, language), subject=subject)
     outcome = trace.get("outcome")

@@ -6,6 +6,11 @@ a row an account has the defaults: French, in-app notices only, every topic on.
 
 Emergency-access notices cannot be turned off (R1111-48): asking to is refused (422), and they go on
 every channel the person gave an address for, whatever the channel switches say.
+
+Every change is traced (reference/dmp.md §4, ``MODIF_PARAM_NOTIF``): an ``admin`` trace by the account,
+``detail`` ``notification-preferences …`` (the language, the channel switches and the topics turned off, as
+codes: never the address or the number), on the patient's own record so that it shows in their history
+(a legal representative's, in their own chain, like their sign-ins).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from carnet import audit
+from carnet.accounts.models import Account, AccountKind
+from carnet.audit.trace import TraceAction
+from carnet.auth.actor import Actor, ActorKind
 from carnet.config import Settings
 from carnet.crypto import sealed
 from carnet.errors import Invalid, IssueCode, Problem
@@ -275,4 +284,30 @@ def put(work: Work, *, account_id: uuid.UUID, change: Change) -> Preferences:
     row.topics_off = " ".join(sorted(t.value for t in wanted.topics_off))
     row.updated_at = work.now
     work.session.flush()
+    _trace_change(work, account_id, wanted)
     return wanted
+
+
+TRACE_DETAIL = "notification-preferences"
+
+
+def change_summary(saved: Preferences) -> str:
+    """What a change set, as codes (``notification-preferences lang=fr email=on sms=off topics-off=…``):
+    never an address or a number."""
+    off = ",".join(sorted(t.value for t in saved.topics_off)) or "-"
+    return (
+        f"{TRACE_DETAIL} lang={saved.language.value} email={'on' if saved.email_channel else 'off'} "
+        f"sms={'on' if saved.sms_channel else 'off'} topics-off={off}"
+    )
+
+
+def _trace_change(work: Work, account_id: uuid.UUID, saved: Preferences) -> None:
+    """Trace the change by the account itself (only its holder changes an account's preferences): on a
+    patient's own record (their history shows it), else in the account's own chain."""
+    account = work.session.get(Account, account_id)
+    representative = account is not None and account.kind == AccountKind.REPRESENTATIVE.value
+    actor = Actor(
+        kind=ActorKind.REPRESENTATIVE if representative else ActorKind.PATIENT, key=f"account:{account_id}", display=""
+    )
+    record = account.record_id if account is not None and not representative else None
+    audit.trace(work, TraceAction.ADMIN, actor, record=record, detail=change_summary(saved))

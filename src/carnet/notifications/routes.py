@@ -9,6 +9,8 @@ state-changing requests carry ``X-Carnet-CSRF: 1``; errors are OperationOutcomes
   ``DELETE /notifications/{id}`` (204); ``POST /notifications/read-all`` → ``{"updated": n}``
 * ``GET /notifications/preferences``; ``PUT /notifications/preferences`` (patients and legal
   representatives): language, e-mail, mobile phone, channels, topics; 422 names every faulty member.
+  Each saved change is traced in the same transaction (``preferences.put``: an ``admin`` trace,
+  ``notification-preferences …``, shown in the patient's history).
 * ``GET /dev/mailbox`` (development and test only, 404 otherwise): what e-mails and SMS were or would
   have been sent, newest first.
 
