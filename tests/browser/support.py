@@ -1,14 +1,17 @@
 """What the browser tests share: fresh TOTP codes, signing in through the pages, console watching, the
-sideways-scroll and focus checks."""
+sideways-scroll and focus checks, and what a frame shows (a PDF in Chromium's viewer, its pixels)."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import struct
 import time
+import zlib
 
 import pyotp
-from playwright.sync_api import ConsoleMessage, Locator, Page, expect
+from playwright.sync_api import ConsoleMessage, Frame, Locator, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 TOTP_INTERVAL = 30
 _last_step: dict[str, int] = {}
@@ -153,3 +156,103 @@ def assert_focus_visible(element: dict[str, str]) -> None:
     style, width = element["outline"].split(" ", 1)
     assert style != "none", element
     assert float(width.removesuffix("px")) >= 2, element
+
+
+# ---------------------------------------------------------------------------------------------- what a frame shows
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows of RGB pixels of a PNG as Chromium writes screenshots (8-bit RGB or RGBA, not
+    interlaced): just enough decoding to look at what a page shows, with no imaging library."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    position, chunks, width, height, channels = 8, [], 0, 0, 0
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        chunk = data[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
+            assert depth == 8, depth
+            assert colour in (2, 6), colour  # RGB or RGBA
+            assert interlace == 0, interlace
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            chunks.append(chunk)
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * channels
+    previous = bytearray(stride)
+    rows: list[bytes] = []
+    at = 0
+    for _ in range(height):
+        method, line = raw[at], bytearray(raw[at + 1 : at + 1 + stride])
+        at += 1 + stride
+        if method == 2:
+            line = bytearray((a + b) & 255 for a, b in zip(line, previous, strict=True))
+        for x in range(stride if method in (1, 3, 4) else 0):  # undo the row's filter (sub, average, Paeth)
+            left = line[x - channels] if x >= channels else 0
+            up = previous[x]
+            if method == 1:
+                line[x] = (line[x] + left) & 255
+            elif method == 3:
+                line[x] = (line[x] + (left + up) // 2) & 255
+            elif method == 4:
+                corner = previous[x - channels] if x >= channels else 0
+                guess = left + up - corner
+                pa, pb, pc = abs(guess - left), abs(guess - up), abs(guess - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        rows.append(bytes(line) if channels == 3 else bytes(b for i, b in enumerate(line) if i % 4 != 3))
+        previous = line
+    assert len(rows) == height
+    return width, height, rows
+
+
+def light_and_dark_shares(png: bytes) -> tuple[float, float]:
+    """The shares of near-white and of dark pixels of a screenshot (one pixel in four, each way)."""
+    width, _, rows = png_pixels(png)
+    light = dark = total = 0
+    for row in rows[::4]:
+        for x in range(0, width * 3, 12):
+            low, high = min(row[x : x + 3]), max(row[x : x + 3])
+            light += low >= 235
+            dark += high <= 90
+            total += 1
+    return light / max(1, total), dark / max(1, total)
+
+
+def pdf_viewer(page: Page, name: str | re.Pattern[str], *, timeout: float = 15.0) -> Frame:
+    """The frame of Chromium's PDF viewer once it has opened the file ``name`` (its title: the file name the
+    ``Content-Disposition`` gives, or a pattern it matches)."""
+    deadline = time.monotonic() + timeout
+    titles: list[str] = []
+    while time.monotonic() < deadline:
+        titles = []
+        for frame in page.frames:
+            if frame.url.startswith("chrome-extension://"):
+                try:
+                    title = str(frame.evaluate("document.title"))
+                except PlaywrightError:
+                    title = ""  # the viewer is still loading (or reloading)
+                titles.append(title)
+                if title == name if isinstance(name, str) else name.fullmatch(title):
+                    return frame
+        time.sleep(0.25)
+    raise AssertionError(f"Chromium's PDF viewer did not open {name!r} (viewer titles: {titles})")
+
+
+def assert_pdf_shown(page: Page, frame: Locator, name: str | re.Pattern[str], *, timeout: float = 15.0) -> None:
+    """The frame shows the PDF ``name``: the framed document is a PDF (not an error page: a refused frame is
+    ``text/html``), Chromium's PDF viewer has opened it, and the frame is not empty — a white page on the
+    viewer's dark background, in its pixels."""
+    expect(frame).to_be_visible()
+    handle = frame.element_handle()
+    content = handle.content_frame() if handle is not None else None
+    assert content is not None, "the frame holds no document"
+    assert content.evaluate("document.contentType") == "application/pdf", content.url
+    pdf_viewer(page, name, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    light = dark = 0.0
+    while time.monotonic() < deadline:
+        light, dark = light_and_dark_shares(frame.screenshot())
+        if light >= 0.1 and dark >= 0.1:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the PDF frame looks empty: {light:.0%} white, {dark:.0%} dark")

@@ -28,6 +28,7 @@ from tests.browser.support import (
     Console,
     assert_fits,
     assert_focus_visible,
+    assert_pdf_shown,
     field,
     focused,
     fresh_code,
@@ -144,6 +145,10 @@ def test_patient_and_professional_journey(
     expect(page.locator(".doc-meta")).to_contain_text("Dr Claire LAMBERT")
     expect(page.locator("iframe.viewer")).to_have_attribute("src", f"{base}/documents/{masked_id}/contenu")
     expect(page.locator(".doc-meta")).to_contain_text("Visible par les professionnels autorisés")
+    # The PDF is shown in its frame by Chromium's viewer (and the screenshot shows it, not an empty frame).
+    assert_pdf_shown(
+        page, page.locator("iframe.viewer"), re.compile(r".*Compte-rendu-de-consultation-de-cardiologie\.pdf")
+    )
     check_page(page, "patient-document")
     page.get_by_role("button", name="Masquer aux professionnels").click()
     expect(page.get_by_role("status")).to_have_text("Le document est masqué aux professionnels de santé.")

@@ -66,3 +66,21 @@ def test_static_files_are_served_versioned(api: Api) -> None:
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
     assert api.client.get("/static/../config.py").status_code == 404
+
+
+def test_the_language_switch_comes_back_to_a_page_that_exists(api: Api) -> None:
+    """After a form, the switch returns to the page's own address if it has a page (a search on the documents
+    page), else to the page above it (a directory search answers ``POST …/professionnels/recherche``)."""
+    from tests.portal.patient_support import new_patient, post, signed_in
+
+    person = new_patient(api)
+    client = signed_in(person)
+    shown = client.get(f"{person.base}/documents")
+    assert f'name="next" value="{person.base}/documents"' in shown.text
+    searched = post(client, f"{person.base}/documents", {"texte": "bilan"})
+    assert searched.status_code == 200
+    assert f'name="next" value="{person.base}/documents"' in searched.text
+    directory = post(client, f"{person.base}/professionnels/recherche", {"recherche": "Blanc"})
+    assert directory.status_code == 200
+    assert f'name="next" value="{person.base}/professionnels"' in directory.text
+    assert client.get(f"{person.base}/professionnels").status_code == 200

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
+
 from carnet.demo.pdf import make_pdf
 from tests.conftest import Api
 from tests.portal.patient_support import (
@@ -115,13 +117,21 @@ def test_a_pdf_is_framed_inline_and_downloaded(api: Api) -> None:
     assert inline.status_code == 200
     assert inline.headers["content-type"] == "application/pdf"
     assert inline.headers["content-disposition"].startswith("inline;")
-    assert "sandbox" in inline.headers["content-security-policy"]
+    # A PDF shown inline is not sandboxed (PDF viewers other than Chromium's show nothing in a sandboxed
+    # document) but loads nothing and may be framed by the portal's own pages only.
+    policy = inline.headers["content-security-policy"]
+    assert "sandbox" not in policy
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'self'" in policy
+    assert "unsafe-inline" not in policy
     assert inline.headers["x-frame-options"] == "SAMEORIGIN"  # framed by the portal's own page only
+    assert inline.headers["x-content-type-options"] == "nosniff"  # and always read as a PDF
     assert inline.headers["cache-control"] == "no-store"
     assert inline.content.startswith(b"%PDF-")
     download = client.get(f"{person.base}/documents/{doc_id}/telecharger")
     assert download.status_code == 200
     assert download.headers["content-disposition"].startswith("attachment;")
+    assert download.headers["content-security-policy"].endswith("; sandbox")  # a download stays sandboxed
     assert download.headers["content-disposition"].endswith('.pdf"')
     assert download.content == inline.content
 
@@ -376,3 +386,77 @@ def test_another_patients_document_is_not_found(api: Api) -> None:
     masked = post(client, f"{other.base}/documents/{doc_id}/masquage", {"masquer": "1"})
     assert masked.status_code == 404
     assert doc_id in fhir_ids(api, "dr_lambert", owner)
+
+
+def test_the_search_matches_the_type_the_title_and_the_author(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    person = new_patient(api)
+    api.declare("dr_lambert", str(person.record_id), "medecin-traitant")
+    knee = deposit_pdf(api, person, persona="dr_lambert", type_code="18748-4", title="Échographie du genou")
+    lab = deposit_pdf(api, person, persona="dr_medioni", type_code="11502-2", title="Bilan sanguin")
+    visit = deposit_pdf(api, person, persona="dr_medioni", title="Consultation de suivi")
+    client = signed_in(person)
+    assert upload(client, person, JPEG, title="Radio du genou", category="RADIO_SC").status_code == 303
+    own = next(d["id"] for d in patient_documents(person) if d["id"] not in (knee, lab, visit))
+
+    def found(text: str, **extra: str) -> set[str]:
+        page = post(client, f"{person.base}/documents", {"categorie": "tous", "texte": text, **extra})
+        assert page.status_code == 200
+        assert_no_medical_data_in_addresses(page.text, text)  # the text travels in the body only
+        return {i for i in (knee, lab, visit, own) if f"documents/{i}" in page.text}
+
+    assert found("genou") == {knee, own}  # titles
+    assert found("ECHOGRAPHIE") == {knee}  # accents and case aside
+    assert found("lambert") == {knee}  # the author's name (from the directory)
+    assert found("biologiques") == {lab}  # the type, as before
+    assert found("genou lambert") == {knee}  # every word, anywhere in type, title or author
+    assert found("genou", categorie="RADIO_SC") == {knee, own}  # with the other filters
+    assert found("genou", auteur="patient") == {own}
+    assert found("zzzz-aucun") == set()
+    page = client.get(f"{person.base}/documents")
+    assert re.search(r'<label for="f-texte">Type, titre ou auteur</label>', page.text)
+    english = client.get(f"{person.base}/documents", headers={"Accept-Language": "en"})
+    assert '<label for="f-texte">Type, title or author</label>' in english.text
+
+    # Paging counts the matches, not the documents looked through (the matching reads them in chunks).
+    from carnet.documents import patient_space
+    from carnet.portal.patient import documents as documents_routes
+
+    monkeypatch.setattr(documents_routes, "PAGE_SIZE", 1)
+    monkeypatch.setattr(patient_space, "PAGE", 2)
+    first = post(client, f"{person.base}/documents", {"categorie": "tous", "texte": "genou"})
+    assert "Documents trouvés : 2" in body(first)
+    assert "Page 1 sur 2" in body(first)
+    second = post(client, f"{person.base}/documents", {"categorie_courante": "", "texte": "genou", "page": "2"})
+    assert "Page 2 sur 2" in body(second)
+    pages = [{i for i in (knee, lab, visit, own) if f"documents/{i}" in p.text} for p in (first, second)]
+    assert all(len(p) == 1 for p in pages)
+    assert pages[0] | pages[1] == {knee, own}
+
+
+def test_the_upload_form_offers_exactly_the_kinds_of_file_accepted(api: Api) -> None:
+    person = new_patient(api)
+    client = signed_in(person)
+    form = client.get(f"{person.base}/documents/ajout")
+    accept = re.search(r'<input id="f-fichier"[^>]*accept="([^"]*)"', form.text)
+    assert accept is not None
+    offered = accept.group(1).split(",")
+    # PNG has no DMP format code (JDV_J60, ASS_A12): refused, so not offered either.
+    assert not [kind for kind in offered if "png" in kind.lower()]
+    assert {".pdf", ".jpg", ".jpeg", ".tif", ".tiff", ".txt", ".rtf"} <= set(offered)
+    assert "PDF, JPEG, TIFF, texte ou RTF" in body(form)
+    samples = {
+        "application/pdf": make_pdf("Offert", ["pdf"]),
+        "image/jpeg": JPEG,
+        "image/tiff": b"II*\x00\x08\x00\x00\x00" + b"\x00" * 64,
+        "text/plain": b"Une note\n",
+        "text/rtf": b"{\\rtf1\\ansi Note}",
+        "application/rtf": b"{\\rtf1\\ansi Autre note}",
+    }
+    media_offered = [kind for kind in offered if "/" in kind]
+    assert set(media_offered) == set(samples)
+    for number, media in enumerate(media_offered):
+        sent = upload(client, person, samples[media], title=f"Offert {number}", media=media, filename="f")
+        assert sent.status_code == 303, (media, body(sent))
+    refused = upload(client, person, PNG, title="Image", filename="image.png", media="image/png")
+    assert refused.status_code == 422
+    assert "enregistrez l'image en JPEG ou en TIFF" in body(refused)

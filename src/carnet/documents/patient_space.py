@@ -8,21 +8,30 @@ category chosen: ``documents.categories.UPLOAD_TYPES``), masking a PDSm PATCH of
 
 Uploads follow Mon espace santé's rules (reference/dmp.md §2.5): PDF, JPEG, TIFF, plain text or RTF,
 at most ``CARNET_MAX_PATIENT_UPLOAD_BYTES`` (5 MB); the kind of file is read from its bytes, never from
-its name or what the browser says. PNG images are recognised and refused with an explanation: the
-DMP's format codes (JDV_J60) have none for PNG, so such a document could not be shared as a DMP
-document.
+its name or what the browser says. PNG images are recognised and refused with an explanation: a DMP
+document carries a format code of JDV_J60-FormatCode-DMP, and for unstructured content that code
+follows the media type (ASS_A12, from TRE_R222: PDF, text, RTF, JPEG, TIFF — the five kinds a CDA
+level-1 body may hold, reference/dmp.md §2.2 and §2.5). J60 has no code for PNG, nor a generic one
+(IHE's ``urn:ihe:iti:xds:2017:mimeTypeSufficient`` is not in it), so a PNG could not be shared as a
+DMP document. The upload form offers exactly what is accepted (``ACCEPT``).
+
+``find_documents`` is the documents page's search: a text matches the type, the title and the author of
+each document (titles are encrypted with the record, so that matching runs here, over the reader's own
+documents once the other filters have run in SQL), then the page is cut.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
 import orjson
 
 from carnet.auth.actor import Actor
-from carnet.documents import categories
+from carnet.documents import categories, overview
 from carnet.documents import search as document_search
 from carnet.documents import service as documents
 from carnet.documents.categories import Category
@@ -39,6 +48,23 @@ TA07 = documents.TA07
 MASQUE_PS = "MASQUE_PS"
 TITLE_MAX = 200
 PAGE = 100
+SCAN_LIMIT = 10_000  # documents a text search looks through at most (a record holds far fewer)
+
+# What a patient may upload: the kinds Mon espace santé takes that have a DMP format code.
+UPLOAD_MEDIA = frozenset(m for m in PATIENT_UPLOAD_MEDIA if m in UNSTRUCTURED_FORMAT)
+_EXTENSIONS = {
+    Media.PDF: (".pdf",),
+    Media.JPEG: (".jpg", ".jpeg"),
+    Media.TIFF: (".tif", ".tiff"),
+    Media.TEXT: (".txt",),
+    Media.RTF: (".rtf",),
+}
+_ALIASES = {Media.RTF: ("application/rtf",)}  # what some systems call an RTF file
+# The upload field's ``accept`` attribute: the same kinds, by file name and by media type.
+ACCEPT = ",".join(
+    [ext for media in sorted(UPLOAD_MEDIA) for ext in _EXTENSIONS[media]]
+    + [name for media in sorted(UPLOAD_MEDIA) for name in (media.value, *_ALIASES.get(media, ()))]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +100,7 @@ def check_upload(work: Work, upload: Upload) -> Media:
             "PNG images cannot be shared as DMP documents",
             problems=[Problem("png", "file", IssueCode.NOT_SUPPORTED)],
         )
-    if media is None or media not in PATIENT_UPLOAD_MEDIA or media not in UNSTRUCTURED_FORMAT:
+    if media is None or media not in UPLOAD_MEDIA:
         raise Invalid(
             "the file is not a PDF, JPEG, TIFF, text or RTF document",
             problems=[Problem("kind", "file", IssueCode.NOT_SUPPORTED)],
@@ -183,3 +209,53 @@ def mask_all(work: Work, *, actor: Actor, patient_id: str, masked: bool) -> int:
     for doc_id in ids:
         changed += set_masked(work, actor=actor, doc_id=doc_id, masked=masked)
     return changed
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents (what people type against what documents say)."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _haystack(summary: overview.Summary) -> str:
+    author = summary.author
+    parts = (
+        summary.type_display,
+        summary.type_code,
+        summary.title,
+        author.name,
+        author.profession,
+        author.organization,
+    )
+    return _fold(" ".join(p for p in parts if p))
+
+
+def find_documents(
+    work: Work, *, actor: Actor, patient_id: str, filters: overview.Filters, page_size: int = 20
+) -> overview.Listing:
+    """One page of the documents page's results. Without a text, ``overview.list_documents`` does it all in
+    SQL; with one, every word must appear (accents and case aside) in the document's type, title or author
+    (name, profession, organisation): the reader's documents matching the other filters are read page by
+    page and matched here, and the page asked for is cut from the matches (total and pages count them)."""
+    words = _fold(filters.text).split()
+    if not words:
+        return overview.list_documents(work, actor=actor, patient_id=patient_id, filters=filters, page_size=page_size)
+    matches: list[overview.Summary] = []
+    number = 1
+    while True:
+        chunk = overview.list_documents(
+            work,
+            actor=actor,
+            patient_id=patient_id,
+            filters=dataclasses.replace(filters, text="", page=number),
+            page_size=PAGE,
+        )
+        matches.extend(s for s in chunk.items if all(w in _haystack(s) for w in words))
+        if not chunk.items or number * PAGE >= min(chunk.total, SCAN_LIMIT):
+            break
+        number += 1
+    page = max(1, filters.page)
+    start = (page - 1) * page_size
+    return overview.Listing(
+        items=matches[start : start + page_size], total=len(matches), page=page, page_size=page_size
+    )

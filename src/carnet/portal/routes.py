@@ -51,13 +51,15 @@ def choose_language(
 
 
 def error_page(request: Request, settings: Settings, exc: Exception) -> Response:
-    """What a portal page shows instead of a FHIR OperationOutcome."""
+    """What a portal page shows instead of a FHIR OperationOutcome. To an htmx request a sign-in page is not
+    a fragment: htmx is told to load it as a whole page (``HX-Redirect``); an error page replaces the body
+    (the ``responseHandling`` of ``base.html``)."""
     if isinstance(exc, LoginRequired):
-        return web.redirect(exc.url)
+        return _to_login(request, exc.url)
     _ = web.gettext(request)
     if isinstance(exc, Unauthenticated):
         login = PRO_LOGIN if request.url.path.startswith("/pro") else PATIENT_LOGIN
-        return web.redirect(LoginRequired(login, request.url.path).url)
+        return _to_login(request, LoginRequired(login, request.url.path).url)
     back = "/pro" if request.url.path.startswith("/pro") else "/patient"
     if isinstance(exc, NotFound):
         title, status = _("Page introuvable"), 404
@@ -71,3 +73,9 @@ def error_page(request: Request, settings: Settings, exc: Exception) -> Response
     return web.render(
         request, settings, "error.html", {"title": title, "message": message, "back": back}, status=status
     )
+
+
+def _to_login(request: Request, url: str) -> Response:
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=200, headers={"HX-Redirect": url, "Cache-Control": "no-store"})
+    return web.redirect(url)

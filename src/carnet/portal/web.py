@@ -18,6 +18,7 @@ import jinja2
 from babel.dates import format_date, format_datetime
 from fastapi import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Match
 
 from carnet.config import Settings
 from carnet.portal import csrf, i18n
@@ -97,6 +98,7 @@ def render(
         "gettext": translations.gettext,
         "ngettext": translations.ngettext,
         "base_url": settings.base_url,
+        "here": page_address(request),
         "notice": None,
         "problem": None,
         **_formatters(language),
@@ -106,6 +108,19 @@ def render(
     response = HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
     csrf.remember(request, response, settings)
     return response
+
+
+def page_address(request: Request) -> str:
+    """The address that shows this page again (where the language switch comes back to): its own, unless it
+    answers a form at an address with no page of its own (``POST /pro/patients``) — then the page above."""
+    path = request.url.path
+    if request.method in ("GET", "HEAD"):
+        return path
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    routes = getattr(getattr(request.scope.get("app"), "router", None), "routes", [])
+    if any(route.matches(scope)[0] is Match.FULL for route in routes):
+        return path
+    return path.rsplit("/", 1)[0] or "/"
 
 
 def redirect(url: str, *, status: int = 303) -> Response:

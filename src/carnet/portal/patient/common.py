@@ -201,6 +201,35 @@ def page(
     return web.render(request, runtime.settings, template, values, status=status, headers=headers)
 
 
+def is_htmx(request: Request) -> bool:
+    """An htmx request (``HX-Request: true``, sent by ``htmx.min.js`` for an ``hx-post`` form): the route
+    answers the fragment htmx swaps in instead of redirecting to the whole page (``fragment``)."""
+    return request.headers.get("hx-request") == "true"
+
+
+def fragment(
+    request: Request,
+    runtime: Runtime,
+    template: str,
+    space: Space,
+    context: dict[str, Any] | None = None,
+    *,
+    notice: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    """The part of a page an htmx action replaces, with the action's message (``NOTICES[notice]``) and
+    whatever else of the page it changes, swapped out of band (``hx-swap-oob``)."""
+    values: dict[str, Any] = {
+        "space": space,
+        "fragment": True,
+        "notice": NOTICES[notice](web.gettext(request)) if notice else None,
+        **(context or {}),
+    }
+    return web.render(request, runtime.settings, template, values, status=status, headers=VARY)
+
+
+VARY = {"Vary": "HX-Request"}  # the same address answers a page or a fragment
+
 # Messages shown after a form (303 → the page, ``?ok=<code>``): fixed texts, nothing from the request.
 NOTICES: dict[str, Callable[[Callable[[str], str]], str]] = {
     "masque": lambda _: _("Le document est masqué aux professionnels de santé."),

@@ -1,14 +1,17 @@
 """The documents of a record: list by category with search and filters, one document, its content,
 upload, masking, deletion.
 
-* ``GET /patient/dossiers/<id>/documents`` (all) and ``POST`` (the filters: text on the type, dates,
-  category, author kind, page — sent in the body so that nothing medical reaches an address);
+* ``GET /patient/dossiers/<id>/documents`` (all) and ``POST`` (the filters: a text matched against the
+  type, title and author, dates, category, author kind, page — sent in the body so that nothing medical
+  reaches an address; ``documents.patient_space.find_documents``);
 * ``GET …/documents/<doc>``: type, date, author, confidentiality, the content (PDF in a frame, CDA
   rendered to safe HTML by ``documents.render``, images inline, text), actions;
 * ``GET …/documents/<doc>/contenu`` (inline, framed by the portal only) and ``…/telecharger``;
 * ``POST …/documents/<doc>/masquage`` (mask / unmask), ``GET/POST …/documents/<doc>/suppression``;
 * ``GET/POST …/documents/ajout`` (upload); ``POST …/documents/confidentialite`` (mask all, default).
 
+The search and the masking answer an htmx request (``HX-Request``) with the fragment of the page they
+change (``common.fragment``), and any other request with the whole page (after a 303 for the masking).
 Each action is a document or consent service call (``documents.overview``, ``documents.patient_space``,
 ``documents.service``, ``consents.overview``); the policy decides.
 """
@@ -32,12 +35,12 @@ from carnet.documents.categories import Category
 from carnet.documents.render import cda_to_html
 from carnet.errors import Invalid, NotFound, TooLarge
 from carnet.portal import web
+from carnet.portal.content import cda_labels, content_policy
 from carnet.portal.patient import common
 
 router = APIRouter(prefix=f"{common.PREFIX}/dossiers", include_in_schema=False)
 PAGE_SIZE = 20
 FormStr = Annotated[str, Form()]
-CONTENT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox"
 TEXT_LIMIT = 200_000  # characters of a plain-text document shown in the page
 
 
@@ -53,21 +56,6 @@ def category_labels(_: Any) -> dict[Category, str]:
         Category.CERT_MED: _("Certificats"),
         Category.DOC_ADM: _("Pièces administratives"),
         Category.AUTR_DOC: _("Autres"),
-    }
-
-
-def _cda_labels(_: Any) -> dict[str, str]:
-    return {
-        "document": _("Document"),
-        "date": _("Date"),
-        "patient": _("Patient"),
-        "born": _("né(e) le"),
-        "author": _("Auteur"),
-        "organization": _("Organisation"),
-        "custodian": _("Conservé par"),
-        "untitled": _("Section sans titre"),
-        "unstructured": _("Ce document contient un fichier joint : téléchargez-le pour le lire."),
-        "multimedia": _("[image non affichée]"),
     }
 
 
@@ -102,33 +90,38 @@ def _listing(request: Request, runtime: RuntimeDep, record_id: str, values: dict
         space = common.open_space(work, request, record_id)
         if errors:
             filters = overview.Filters(category=filters.category)
-        listing = overview.list_documents(
+        listing = patient_space.find_documents(
             work, actor=space.actor, patient_id=record_id, filters=filters, page_size=PAGE_SIZE
         )
         default_masked = consent_overview.overview(
             work, actor=space.actor, patient_id=record_id
         ).preferences.default_masked
+    context = {
+        "listing": listing,
+        "filters": {
+            "texte": filters.text,
+            "du": values.get("du", "")[:10],
+            "au": values.get("au", "")[:10],
+            "categorie": filters.category.value if filters.category else "",
+            "auteur": filters.author_kind or "",
+        },
+        "errors": errors,
+        "categories": category_labels(_),
+        "current_category": filters.category,
+        "default_masked": default_masked,
+    }
+    status = 422 if errors else 200
+    if common.is_htmx(request):  # a search, a category or a page sent by htmx: the form and its results
+        return common.fragment(request, runtime, "patient/_documents_search.html", space, context, status=status)
     return common.page(
         request,
         runtime,
         "patient/documents.html",
         space,
-        {
-            "listing": listing,
-            "filters": {
-                "texte": filters.text,
-                "du": values.get("du", "")[:10],
-                "au": values.get("au", "")[:10],
-                "categorie": filters.category.value if filters.category else "",
-                "auteur": filters.author_kind or "",
-            },
-            "errors": errors,
-            "categories": category_labels(_),
-            "current_category": filters.category,
-            "default_masked": default_masked,
-        },
+        context,
         section="documents",
-        status=422 if errors else 200,
+        status=status,
+        headers=common.VARY,
     )
 
 
@@ -184,6 +177,7 @@ def _upload_page(
             "errors": errors,
             "categories": category_labels(_),
             "max_mb": runtime.settings.max_patient_upload_bytes // (1024 * 1024),
+            "accept": patient_space.ACCEPT,  # exactly what the upload takes (no PNG: no DMP format code)
             "today": dt.date.today().isoformat(),  # noqa: DTZ011 - the form's default, in the reader's day
         },
         section="documents",
@@ -314,7 +308,7 @@ def show(request: Request, runtime: RuntimeDep, record_id: str, doc_id: str) -> 
             content = documents.retrieve(work, actor=space.actor, binary_id=summary.binary_id)
             if summary.is_cda:
                 try:
-                    rendered = cda_to_html(content.data, labels=_cda_labels(_), heading_level=2)
+                    rendered = cda_to_html(content.data, labels=cda_labels(_), heading_level=2)
                 except Invalid:
                     render_failed = True
             else:
@@ -355,7 +349,7 @@ def _content(request: Request, runtime: RuntimeDep, record_id: str, doc_id: str,
     disposition = "attachment" if download else "inline"
     headers = {
         "Content-Disposition": f'{disposition}; filename="{_file_name(summary)}"',
-        "Content-Security-Policy": CONTENT_CSP,
+        "Content-Security-Policy": content_policy(media, download=download),
         "X-Frame-Options": "SAMEORIGIN",
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
@@ -389,9 +383,15 @@ def mask(
         overview.read_summary(work, actor=space.actor, patient_id=record_id, doc_id=doc_id)
         common.require_active(request, space)
         patient_space.set_masked(work, actor=space.actor, doc_id=doc_id, masked=masked)
-    return common.redirect(
-        f"{common.PREFIX}/dossiers/{record_id}/documents/{doc_id}", "masque" if masked else "demasque"
-    )
+    done = "masque" if masked else "demasque"
+    if common.is_htmx(request):  # the document's facts and actions, as they now are
+        _ = web.gettext(request)
+        with runtime.read() as work:
+            space = common.open_space(work, request, record_id)
+            summary = overview.read_summary(work, actor=space.actor, patient_id=record_id, doc_id=doc_id)
+        context = {"doc": summary, "categories": category_labels(_)}
+        return common.fragment(request, runtime, "patient/_document_meta.html", space, context, notice=done)
+    return common.redirect(f"{common.PREFIX}/dossiers/{record_id}/documents/{doc_id}", done)
 
 
 @router.get("/{record_id}/documents/{doc_id}/suppression")

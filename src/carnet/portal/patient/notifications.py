@@ -4,6 +4,8 @@ Notices belong to the account (a legal representative gets those of each child's
 centre), so these pages live under ``/patient/notifications``. Everything is
 ``carnet.notifications.centre`` (list, mark read, delete) and ``carnet.notifications.preferences``
 (channels, topics, contacts; emergency-access notices cannot be turned off: the service refuses it).
+Marking a notice read answers an htmx request (``HX-Request``) with the notice and the page's unread
+counts (``common.fragment``), any other request with a 303 to the centre.
 """
 
 from __future__ import annotations
@@ -99,7 +101,12 @@ def mark_read(
     with runtime.work() as work:
         space = common.open_space(work, request)
         language = preferences.get(work, account_id=space.account_id).language
-        centre.set_read(work, recipient=space.recipient, notice_id=notice_id, read=True, language=language)
+        notice = centre.set_read(work, recipient=space.recipient, notice_id=notice_id, read=True, language=language)
+        space.unread = centre.unread_count(work, recipient=space.recipient)
+    if common.is_htmx(request):  # the notice as it now is, and the unread counts of the page
+        names = {held.id: held.name for held in space.records}
+        context = {"item": notice, "names": names, "focus": True}
+        return common.fragment(request, runtime, "patient/_notice_item.html", space, context, notice="lue")
     return common.redirect(f"{common.PREFIX}/notifications", "lue")
 
 

@@ -4,7 +4,8 @@
   (``documents.overview``), accesses by professionals (``audit.service.history``), unread notifications
   (``notifications.centre``).
 * ``GET /patient/dossiers/<id>/historique``: "Historique des accès", filtered by dates and actor type.
-* ``GET/POST /patient/dossiers/<id>/fermeture``: close (or reopen) the record (``records.service``).
+* ``GET /patient/dossiers/<id>/dossier``: the record's page (its state, closing, reopening, export);
+  ``POST …/fermeture`` closes the record and ``POST …/reouverture`` reopens it (``records.service``).
 * ``POST /patient/dossiers/<id>/export``: the ZIP of everything (``records.export``).
 """
 

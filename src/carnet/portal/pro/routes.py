@@ -10,7 +10,6 @@ patient is looked for with a POST; pages are addressed by record and document id
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -29,9 +28,11 @@ from carnet.consents import service as consents
 from carnet.deps import RuntimeDep
 from carnet.documents import search as document_search
 from carnet.documents import service as documents
+from carnet.documents.render import cda_to_html
 from carnet.documents.schemas import DocumentQuery
 from carnet.errors import CarnetError, Forbidden, Invalid, NotFound, TooLarge
 from carnet.portal import csrf, web
+from carnet.portal.content import CONTENT_CSP, PDF_CSP, cda_labels
 from carnet.portal.deps import LoginRequired, safe_next
 from carnet.portal.pro import forms, views
 from carnet.portal.pro.session import HOME, ProSession, clear_token, page, redirect, set_token
@@ -50,26 +51,17 @@ DOCUMENT_ACTIONS = (Action.DOCUMENT_REPLACE, Action.DOCUMENT_DELETE, Action.DOCU
 # Shown inline (PDF in a frame, images); anything else is downloaded.
 INLINE_MEDIA = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}
 EXTENSIONS = {**INLINE_MEDIA, "text/xml": "xml", "image/tiff": "tif", "text/plain": "txt", "text/rtf": "rtf"}
-# The content of a document in a frame: only this portal may frame it, and it runs nothing.
+# The content of a document in a frame: only this portal may frame it, nothing loads and nothing runs;
+# a PDF shown inline is not sandboxed (``portal.content``).
 CONTENT_HEADERS = {
-    "Content-Security-Policy": "frame-ancestors 'self'; sandbox",
+    "Content-Security-Policy": CONTENT_CSP,
     "X-Frame-Options": "SAMEORIGIN",
     "Cache-Control": "no-store",
 }
-DOWNLOAD_HEADERS = {"Content-Security-Policy": "default-src 'none'; sandbox", "Cache-Control": "no-store"}
+PDF_HEADERS = {**CONTENT_HEADERS, "Content-Security-Policy": PDF_CSP}
+DOWNLOAD_HEADERS = {"Content-Security-Policy": CONTENT_CSP, "Cache-Control": "no-store"}
 # Multipart overhead allowed above the document size limit before the body is even parsed.
 FORM_OVERHEAD = 256 * 1024
-
-
-def cda_renderer() -> Callable[[bytes], str] | None:
-    """``carnet.documents.render.cda_to_html`` (safe HTML of a CDA document) once it exists; until then
-    CDA documents are offered as a download."""
-    try:
-        module = importlib.import_module("carnet.documents.render")
-    except ImportError:
-        return None
-    renderer: Callable[[bytes], str] | None = getattr(module, "cda_to_html", None)
-    return renderer
 
 
 def _record_id(value: str) -> str:
@@ -307,14 +299,19 @@ def _document_page(
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    renderer = cda_renderer()
     with runtime.read() as work:
         me = session.me(work)
         doc = views.document_view(documents.read_document(work, actor=me.actor, doc_id=doc_id))
         allowed = documents.permitted(work, actor=me.actor, doc_id=doc_id, actions=DOCUMENT_ACTIONS)
         cda_html = None
-        if doc.media == "cda" and renderer is not None:
-            cda_html = renderer(documents.retrieve_document(work, actor=me.actor, doc_id=doc_id).data)
+        render_failed = False
+        if doc.media == "cda":
+            data = documents.retrieve_document(work, actor=me.actor, doc_id=doc_id).data
+            try:
+                # Safe HTML (``documents.render``), headings in the reader's language, under the page's h2.
+                cda_html = cda_to_html(data, labels=cda_labels(web.gettext(request)), heading_level=3)
+            except Invalid:
+                render_failed = True  # the page says so and offers the download
     # An emergency access on the document's record shows in the banner's access mode, as on the record page.
     context = {
         "me": me,
@@ -323,6 +320,7 @@ def _document_page(
         "may_delete": Action.DOCUMENT_DELETE in allowed,
         "may_reveal": Action.DOCUMENT_REVEAL in allowed and "INVISIBLE_PATIENT" in doc.flags,
         "cda_html": cda_html,
+        "render_failed": render_failed,
         "errors": errors or {},
         "record_mode": _record_mode(me, doc.record_id),
     }
@@ -345,7 +343,8 @@ def _content(request: Request, runtime: Runtime, doc_id: str, *, download: bool)
     if download or media not in INLINE_MEDIA:
         headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
     else:
-        headers = {**CONTENT_HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
+        inline = PDF_HEADERS if media == "application/pdf" else CONTENT_HEADERS
+        headers = {**inline, "Content-Disposition": f'inline; filename="{name}"'}
     return session.keep(Response(content.data, media_type=media, headers=headers), runtime.settings)
 
 

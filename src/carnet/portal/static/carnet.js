@@ -32,6 +32,16 @@
     window.setInterval(tick, 1000);
   });
 
+  // After htmx swapped an answer in: the focus goes where the answer asks (data-focus-here), so that a
+  // keyboard user whose button disappeared with the action stays next to its result.
+  document.addEventListener("htmx:afterSettle", function () {
+    var target = document.querySelector("[data-focus-here]");
+    if (target) {
+      target.removeAttribute("data-focus-here");
+      target.focus();
+    }
+  });
+
   // Auto-submit selects marked data-autosubmit (the submit button stays for users without JavaScript).
   document.addEventListener("change", function (event) {
     var target = event.target;
