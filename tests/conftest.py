@@ -7,6 +7,7 @@ Tests isolate themselves by data, not by truncation: each test that writes creat
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from carnet import dbadmin
 from carnet.app import create_app
 from carnet.auth import tokens
 from carnet.config import BlobBackend, Environment, Settings
+from carnet.db import utcnow
 from carnet.demo.loader import load_demo_directory_and_people
 from carnet.demo.personas import BY_KEY, token_claims
 from carnet.runtime import Runtime
@@ -260,3 +262,34 @@ def match_ids(bundle: dict[str, Any]) -> list[str]:
 def issue_at(outcome: dict[str, Any], expression_part: str) -> bool:
     """Whether an OperationOutcome names an element containing ``expression_part``."""
     return any(expression_part in expr for issue in outcome.get("issue", []) for expr in issue.get("expression", []))
+
+
+@dataclass
+class Clock:
+    """The time every unit of work sees (``Work.now``: what access decisions, grant periods and
+    emergency expiries are checked against), moved by the test. Tokens keep the real time."""
+
+    now: dt.datetime
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+def set_clock(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> Clock:
+    """Make the units of work of ``runtime`` (and of the app serving it) see ``Clock.now`` until the test ends."""
+    clock = Clock(utcnow())
+    original = runtime._work
+
+    def clocked(session: Any) -> Any:
+        work = original(session)
+        work.now = clock.now
+        return work
+
+    monkeypatch.setattr(runtime, "_work", clocked)
+    return clock
+
+
+@pytest.fixture
+def work_clock(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> Clock:
+    """The session runtime's clock, settable for this test (see ``set_clock``)."""
+    return set_clock(monkeypatch, runtime)

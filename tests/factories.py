@@ -273,6 +273,49 @@ def cda(
 """.encode()
 
 
+CONSENT_KIND = "https://carnet.health/fhir/CodeSystem/consent-kind"
+IDNAT_STRUCT = "urn:oid:1.2.250.1.71.4.2.2"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+
+def consent(
+    patient_id: str,
+    kind: str,
+    *,
+    provision: str = "permit",
+    idnat: str | None = None,
+    system: str = IDNAT_PS,
+    start: str | None = None,
+    end: str | None = None,
+    masked_label: bool = False,
+) -> JSON:
+    """A Consent of ``kind`` (Carnet's consent-kind code system) on ``patient_id``, naming ``idnat`` (an
+    IdNat_PS, or with ``system`` IDNAT_STRUCT an organisation) as its actor, with an optional period."""
+    resource: JSON = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+        },
+        "category": [{"coding": [{"system": CONSENT_KIND, "code": kind}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "provision": {"type": provision},
+    }
+    if idnat:
+        resource["provision"]["actor"] = [
+            {
+                "role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+                "reference": {"identifier": {"system": system, "value": idnat}},
+            }
+        ]
+    period = {k: v for k, v in (("start", start), ("end", end)) if v}
+    if period:
+        resource["provision"]["period"] = period
+    if masked_label:
+        resource["provision"]["securityLabel"] = [{"system": A07, "code": "MASQUE_PS"}]
+    return resource
+
+
 def signing_keys(kid: str = "k1") -> str:
     """A fresh Ed25519 JSON Web Key Set (private), as CARNET_SIGNING_KEYS expects."""
     import json
