@@ -3,34 +3,147 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
+import httpx2 as httpx
 import pytest
+from fastapi.routing import iter_route_contexts
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from starlette.testclient import TestClient
 
+from carnet.app import create_app
 from carnet.auth import tokens
+from carnet.runtime import Runtime
 from tests import factories
 from tests.conftest import Api
 
-PROTECTED = [
-    ("GET", "/fhir/DocumentReference?patient=x"),
-    ("GET", "/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|279035121518989"),
-    ("GET", "/fhir/List?patient=x"),
-    ("GET", "/fhir/Binary/x"),
-    ("GET", "/fhir/Practitioner"),
-    ("POST", "/fhir"),
-    ("POST", "/fhir/DocumentReference"),
-    ("POST", "/fhir/Patient"),
-]
+# What must answer without credentials, and why. Everything else refuses anonymous callers.
+PUBLIC: dict[tuple[str, str], str] = {
+    ("GET", "/fhir/metadata"): "the CapabilityStatement",
+    ("GET", "/health/live"): "health",
+    ("GET", "/health/ready"): "health",
+    ("GET", "/.well-known/jwks.json"): "public keys that verify access tokens",
+    ("GET", "/.well-known/smart-configuration"): "SMART discovery",
+    ("GET", "/openapi.json"): "API description (no data)",
+    ("GET", "/docs"): "API documentation (no data)",
+    ("GET", "/docs/oauth2-redirect"): "API documentation (no data)",
+    ("GET", "/static"): "portal CSS and JavaScript",
+    ("GET", "/dev/mailbox"): "development mailbox: development and test only, 404 in production",
+    # Sign-in: these take credentials (an assertion, a code, a password) in the request itself.
+    ("POST", "/auth/token"): "SMART client credentials",
+    ("GET", "/auth/oidc/login"): "Pro Santé Connect sign-in",
+    ("GET", "/auth/oidc/callback"): "Pro Santé Connect sign-in",
+    ("POST", "/auth/patient/activate"): "patient activation",
+    ("POST", "/auth/patient/activate/confirm"): "patient activation",
+    ("POST", "/auth/patient/login"): "patient sign-in",
+    ("POST", "/auth/patient/reset/request"): "password reset",
+    ("POST", "/auth/patient/reset/confirm"): "password reset",
+    ("POST", "/auth/patient/oppose"): "objection to an announced record (its provisional code is the credential)",
+    # Portal pages anyone may see: the landing page, the sign-in and activation forms.
+    ("GET", "/"): "landing page",
+    ("GET", "/a-propos"): "about page",
+    ("POST", "/langue"): "language choice",
+    ("GET", "/patient/connexion"): "patient sign-in page",
+    ("POST", "/patient/connexion"): "patient sign-in form",
+    ("GET", "/patient/activation"): "patient activation page",
+    ("POST", "/patient/activation"): "patient activation form",
+    ("POST", "/patient/activation/confirmation"): "patient activation form",
+    ("GET", "/patient/mot-de-passe-oublie"): "password reset page",
+    ("POST", "/patient/mot-de-passe-oublie"): "password reset form",
+    ("GET", "/patient/mot-de-passe-oublie/nouveau"): "password reset page",
+    ("POST", "/patient/mot-de-passe-oublie/nouveau"): "password reset form",
+    ("GET", "/patient/opposition"): "objection to an announced record (page)",
+    ("POST", "/patient/opposition"): "objection to an announced record (form: its provisional code is the credential)",
+    ("GET", "/pro/connexion"): "professional sign-in page",
+    ("POST", "/pro/connexion/demonstration"): "demo sign-in (development only)",
+}
+# Known gaps, each answering anonymously with this status instead of refusing (remove when fixed).
+KNOWN_GAPS: dict[tuple[str, str], int] = {
+    # fhir/resources/documents.put_refused takes no credentials: it tells anyone PUT is not supported.
+    ("PUT", "/fhir/DocumentReference/{doc_id}"): 405,
+}
+PORTALS = {"/patient": "/patient/connexion", "/pro": "/pro/connexion"}
+# Forms whose handler checks the action before the caller: a valid action reaches the sign-in check.
+FORMS = {
+    "/patient/dossiers/{record_id}/documents/confidentialite": {"action": "tout-masquer"},
+    "/patient/dossiers/{record_id}/professionnels/decision": {"action": "autoriser"},
+}
+CSRF = "c" * 43  # a double-submit token an anonymous browser can make up: the cookie and the form agree
+_PARAM = re.compile(r"\{[^}]+\}")
 
 
-@pytest.mark.parametrize(("method", "url"), PROTECTED)
-def test_no_endpoint_is_reachable_anonymously(api: Api, method: str, url: str) -> None:
-    response = api.client.request(method, url, content=b"{}", headers={"Content-Type": "application/fhir+json"})
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert response.json()["resourceType"] == "OperationOutcome"
+def _routes(app: Any) -> list[tuple[str, str]]:
+    found = []
+    for route in iter_route_contexts(app.routes):
+        methods = route.methods or {"GET"}  # a mount (static files) answers GET
+        found += [(method, route.path or "") for method in sorted(methods - {"HEAD"})]
+    return found
+
+
+@pytest.fixture(scope="module")
+def anonymous(runtime: Runtime) -> Iterator[TestClient]:
+    """A client of its own (no cookie another test left), not following redirects."""
+    with TestClient(create_app(runtime.settings, runtime), base_url="http://testserver", follow_redirects=False) as c:
+        yield c
+
+
+def _anonymous_request(client: TestClient, method: str, path: str) -> httpx.Response:
+    url = _PARAM.sub(str(uuid.uuid4()), path)
+    portal = next((prefix for prefix in PORTALS if path == prefix or path.startswith(f"{prefix}/")), None)
+    if portal is not None and method != "GET":
+        return client.request(
+            method,
+            url,
+            data={**FORMS.get(path, {}), "csrf": CSRF},
+            headers={"Cookie": f"carnet_csrf={CSRF}", "X-Carnet-Form": CSRF},
+        )
+    return client.request(method, url, content=b"{}", headers={"Content-Type": "application/fhir+json"})
+
+
+def _refused(response: httpx.Response, path: str) -> bool:
+    if response.status_code == 401:
+        return True
+    portal = next((prefix for prefix in PORTALS if path == prefix or path.startswith(f"{prefix}/")), None)
+    location = response.headers.get("location", "")
+    return portal is not None and response.status_code in (302, 303) and location.startswith(PORTALS[portal])
+
+
+def test_no_route_answers_anonymous_callers(anonymous: TestClient) -> None:
+    """Every route of the app, whatever its prefix (FHIR, /api, /auth, /notifications, the portals):
+    401 — or, for a portal page, a redirect to its sign-in page — unless it is in ``PUBLIC``."""
+    routes = _routes(anonymous.app)
+    assert len(routes) > 100  # the enumeration sees the included routers, not just the app's own routes
+    answered = []
+    for method, path in routes:
+        if (method, path) in PUBLIC:
+            continue
+        response = _anonymous_request(anonymous, method, path)
+        if (method, path) in KNOWN_GAPS:
+            assert response.status_code == KNOWN_GAPS[(method, path)], (method, path, "fixed? remove it")
+            continue
+        if not _refused(response, path):
+            answered.append(f"{method} {path} -> {response.status_code} {response.headers.get('location', '')}")
+        elif path.startswith("/fhir"):
+            assert response.headers["WWW-Authenticate"].startswith("Bearer"), path
+            assert response.json()["resourceType"] == "OperationOutcome", path
+    assert answered == [], "reachable without credentials:\n" + "\n".join(answered)
+
+
+def test_the_public_list_names_real_routes_that_answer(anonymous: TestClient) -> None:
+    routes = set(_routes(anonymous.app))
+    assert set(PUBLIC) <= routes, set(PUBLIC) - routes
+    assert set(KNOWN_GAPS) <= routes, set(KNOWN_GAPS) - routes
+    for method, path in PUBLIC:
+        if method != "GET":
+            continue
+        response = anonymous.get("/static/" if path == "/static" else path)
+        assert response.status_code != 401, path
+        assert not response.headers.get("location", "").startswith(tuple(PORTALS.values())), path
 
 
 def test_metadata_and_health_are_public(api: Api) -> None:

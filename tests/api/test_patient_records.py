@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carnet.fhirtypes import EXT_RECORD_CLOSURE
+from carnet.identifiers import nir_key
 from tests import factories
 from tests.conftest import Api, issue_at
 
@@ -75,10 +76,12 @@ def test_invalid_patients_are_refused_naming_the_element(api: Api, mutate: objec
 def test_lookup_of_an_unknown_ins_is_an_empty_bundle_and_a_wrong_key_is_400(api: Api) -> None:
     ins, system = factories.random_ins()
     assert api.get("/fhir/Patient", "dr_medioni", params={"identifier": f"{system}|{ins}"}).json()["total"] == 0
-    bad = api.get("/fhir/Patient", "dr_medioni", params={"identifier": f"{system}|{ins[:13]}99"})
-    if ins[13:] != "99":
-        assert bad.status_code == 400
-        assert "key" in bad.json()["issue"][0]["diagnostics"]
+    wrong_key = f"{nir_key(ins[:13]) % 97 + 1:02d}"  # always another key in 1..97, never the right one
+    assert wrong_key != ins[13:]
+    bad = api.get("/fhir/Patient", "dr_medioni", params={"identifier": f"{system}|{ins[:13]}{wrong_key}"})
+    assert bad.status_code == 400, bad.text
+    assert "key" in bad.json()["issue"][0]["diagnostics"]
+    assert issue_at(bad.json(), "identifier")
 
 
 def test_what_each_actor_sees_of_a_patient(api: Api) -> None:

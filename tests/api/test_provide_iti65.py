@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
+from carnet.app import create_app
 from carnet.documents.models import BinaryEntry, DocumentEntry, ListEntry
+from carnet.runtime import Runtime
 from carnet.storage.models import ResourceVersion, StoredBlob
 from tests import factories
 from tests.conftest import DATA, Api, issue_at, match_ids
@@ -19,6 +23,7 @@ PDSM = DATA / "pdsm"
 CDA_DIR = DATA / "cda-roundtrip"
 EXAMPLE_INS = "123456789012345"
 A03 = factories.A03
+A00 = "https://mos.esante.gouv.fr/NOS/TRE_A00-ProducteurDocNonPS/FHIR/TRE-A00-ProducteurDocNonPS"
 
 
 def _post_bundle(api: Api, persona: str, body: dict[str, Any]) -> Any:
@@ -167,14 +172,8 @@ def test_a_patient_cannot_deposit_into_someone_elses_record(api: Api) -> None:
         setting="EXP_PATIENT",
         class_code="10",
     )
-    doc["context"]["facilityType"]["coding"][0]["system"] = (
-        factories.A00
-        if hasattr(factories, "A00")
-        else ("https://mos.esante.gouv.fr/NOS/TRE_A00-ProducteurDocNonPS/FHIR/TRE-A00-ProducteurDocNonPS")
-    )
-    doc["context"]["practiceSetting"]["coding"][0]["system"] = (
-        "https://mos.esante.gouv.fr/NOS/TRE_A00-ProducteurDocNonPS/FHIR/TRE-A00-ProducteurDocNonPS"
-    )
+    doc["context"]["facilityType"]["coding"][0]["system"] = A00
+    doc["context"]["practiceSetting"]["coding"][0]["system"] = A00
     response = api.publish("jean_patient", doc)
     assert response.status_code == 404  # the same answer as for a record that does not exist
 
@@ -432,3 +431,99 @@ def test_the_binary_resource_form_of_a_document(api: Api) -> None:
     assert binary["contentType"] == "application/pdf"
     assert binary["securityContext"]["reference"] == f"DocumentReference/{doc['id']}"
     assert base64.b64decode(binary["data"]) == data
+
+
+# ----------------------------------------------------------------------------------------- size limit
+
+SMALL_LIMIT = 4096  # bytes: CARNET_MAX_DOCUMENT_BYTES of the small app below
+
+
+@pytest.fixture
+def small_api(runtime: Runtime) -> Iterator[Api]:
+    """The app on the same database with ``max_document_bytes`` lowered to ``SMALL_LIMIT``."""
+    small = Runtime(runtime.settings.model_copy(update={"max_document_bytes": SMALL_LIMIT}), engine=runtime.engine)
+    with TestClient(create_app(small.settings, small), base_url="http://testserver") as client:
+        yield Api(client, small)
+
+
+def _pdf_of(size: int) -> bytes:
+    data = factories.pdf_bytes()
+    return data + b"\n%" + b"x" * (size - len(data) - 2)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [SMALL_LIMIT + 1, 5 * 1024 * 1024],
+    ids=["just-over-the-document-limit", "over-the-request-limit"],
+)
+def test_a_bundle_with_an_oversize_document_is_413_and_nothing_is_written(small_api: Api, size: int) -> None:
+    patient_id, ins, system = small_api.new_patient()
+    fits, oversize = _pdf_of(SMALL_LIMIT), _pdf_of(size)
+    body = factories.bundle(
+        ins,
+        system,
+        [
+            (factories.docref(ins, system, data=fits, inline=False), fits, "application/pdf"),
+            (factories.docref(ins, system, data=oversize, inline=False), oversize, "application/pdf"),
+        ],
+    )
+    response = _post_bundle(small_api, "dr_medioni", body)
+    assert response.status_code == 413, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "too-long"
+    assert "limit" in outcome["issue"][0]["diagnostics"]
+    for model in (DocumentEntry, ListEntry, BinaryEntry, StoredBlob, ResourceVersion):
+        assert _rows(small_api, model, patient_id) == 0, model.__tablename__
+    # The document at the limit alone is accepted: the refusal was the size, and only the size.
+    alone = factories.bundle(
+        ins, system, [(factories.docref(ins, system, data=fits, inline=False), fits, "application/pdf")]
+    )
+    assert _post_bundle(small_api, "dr_medioni", alone).status_code == 200
+    assert _rows(small_api, DocumentEntry, patient_id) == 1
+
+
+# ----------------------------------------------------------------------------------------- ASS_X16 example
+
+
+def test_the_pdsm_class_type_mismatch_example_is_refused_naming_the_class(api: Api) -> None:
+    """reference/dmp.md §2.4: ``DocumentReference-doc-x-id.json`` pairs type 11488-4 with class 11 where
+    ASS_X16 says 10. Deposited as published, in the ITI-65 bundle it needs, it is refused for that."""
+    document = _load("DocumentReference-doc-x-id.json")
+    assert document["type"]["coding"][0]["code"] == "11488-4"
+    assert document["category"][0]["coding"][0]["code"] == "11"
+    subject_system, _, subject_ins = document["subject"]["reference"].split("=", 1)[1].partition("|")
+    binary_url = document["content"][0]["attachment"]["url"]
+    doc_url = f"urn:uuid:{uuid.uuid4()}"
+    body = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": factories.submission_set(subject_ins, subject_system, [doc_url]),
+                "request": {"method": "POST", "url": "List"},
+            },
+            {"fullUrl": doc_url, "resource": document, "request": {"method": "POST", "url": "DocumentReference"}},
+            {
+                "fullUrl": binary_url,
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "application/xml",
+                    "data": base64.b64encode(b'<ClinicalDocument xmlns="urn:hl7-org:v3"/>').decode(),
+                },
+                "request": {"method": "POST", "url": "Binary"},
+            },
+        ],
+    }
+    response = _post_bundle(api, "dr_medioni", body)
+    assert response.status_code == 422, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    class_issues = [
+        i for i in outcome["issue"] if "Bundle.entry[1].resource.category[0].coding[0].code" in i.get("expression", [])
+    ]
+    assert len(class_issues) == 1, outcome
+    assert class_issues[0]["code"] == "business-rule"
+    assert "ASS_X16" in class_issues[0]["diagnostics"]
+    assert "class 10" in class_issues[0]["diagnostics"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from carnet.identifiers import parse_idnat_struct
 from tests.cli.support import carnet_env, free_port, production_keys, run_carnet
 
 
@@ -58,6 +59,30 @@ def test_personas_json_describes_the_cast(workdir: Path) -> None:
 
     kinds = {p["kind"] for p in personas}
     assert {"patient", "legal-representative", "professional", "software", "insurer", "operator"} <= kinds
+
+    # The demo organisations, with their IdNat_Struct, and each professional's organisation among them.
+    organisations = {p["key"]: p for p in personas if p["kind"] == "organisation"}
+    org_roles = {p["role"] for p in organisations.values()}
+    assert {"hospital", "pharmacy"} <= org_roles, org_roles
+    for org in organisations.values():
+        parse_idnat_struct(org["identifiers"]["IdNat_Struct"], check_luhn=False)
+        assert org["name"], org
+    for persona in personas:
+        if persona["kind"] == "professional":
+            assert persona.get("organization") in organisations, persona
+    assert by_key["dr_lambert"]["organization"] == "hopital_saint_roch"
+    assert by_key["ph_didot"]["organization"] == "pharmacie_4_cantons"
+    assert organisations["hopital_saint_roch"]["identifiers"] == {"IdNat_Struct": "1440000289"}
+    assert by_key["dpi_saint_roch"]["organization"] == "hopital_saint_roch"  # the software, for its hospital
+
+
+def test_personas_table_shows_organisations_and_who_works_where(workdir: Path) -> None:
+    result = run_carnet("personas", env=carnet_env(None), cwd=workdir)
+    assert result.code == 0, result.describe()
+    assert "demo organisations" in result.output
+    assert "IdNat_Struct=2801234567" in result.output  # the pharmacy
+    didot = next(line for line in result.stdout.splitlines() if "ph_didot" in line)
+    assert "Pharmacie des 4 cantons" in didot, didot
 
 
 def test_token_prints_a_jwt_in_development(workdir: Path, sqlite_url: str) -> None:

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from carnet.demo.personas import DEMO_PASSWORD
 from tests.cli.support import (
     INS_TEST_SYSTEM,
+    TEST_BASE_URL,
     Result,
     auth,
     carnet_env,
@@ -23,9 +25,10 @@ from tests.cli.support import (
     fhir_client,
     run_carnet,
 )
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.conftest import BACKENDS, PG_URL, create_pg_database, drop_pg_database, fresh_database
 
 DOMINIQUE_INS = "279035121518989"
+DEMO_CDA = resources.files("carnet.demo").joinpath("data", "cda")
 _CURRENT = re.compile(r"current: (\S+)\s+head: (\S+)")
 
 
@@ -90,17 +93,21 @@ class DemoDatabase:
     token: str
 
 
-@pytest.fixture(scope="module")
-def demo_database(tmp_path_factory: pytest.TempPathFactory) -> DemoDatabase:
-    """A fresh SQLite file loaded twice by ``carnet demo``, and a ``carnet token`` for dr_medioni."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDatabase]:
+    """A fresh database of each backend loaded twice by ``carnet demo``, and a ``carnet token`` for dr_medioni."""
     base = tmp_path_factory.mktemp("demo")
-    url = f"sqlite:///{base / 'demo.db'}"
-    env = carnet_env(url)
-    upgrade = run_carnet("db", "upgrade", env=env, cwd=base)
-    assert upgrade.code == 0, upgrade.describe()
-    first = run_carnet("demo", env=env, cwd=base)
-    second = run_carnet("demo", env=env, cwd=base)
-    return DemoDatabase(url, first, second, cli_token("dr_medioni", env=env, cwd=base))
+    url, pg_name = fresh_database(str(request.param), base, "demo")
+    try:
+        env = carnet_env(url)
+        upgrade = run_carnet("db", "upgrade", env=env, cwd=base)
+        assert upgrade.code == 0, upgrade.describe()
+        first = run_carnet("demo", env=env, cwd=base)
+        second = run_carnet("demo", env=env, cwd=base)
+        yield DemoDatabase(url, first, second, cli_token("dr_medioni", env=env, cwd=base))
+    finally:
+        if pg_name:
+            drop_pg_database(pg_name)
 
 
 def _counts(result: Result) -> tuple[int, int]:
@@ -147,6 +154,23 @@ def test_demo_records_are_served_through_the_fhir_api(demo_database: DemoDatabas
         assert bundle["total"] == 12, [m["resource"].get("type") for m in matches]
         assert len(matches) == 12
         assert {m["resource"]["subject"]["reference"] for m in matches} == {f"Patient/{dominique['id']}"}
+
+        # The CDA documents of the demo (copied from the ANS corpus) come back byte for byte.
+        packaged = {p.name: p.read_bytes() for p in DEMO_CDA.iterdir() if p.name.endswith(".xml")}
+        assert len(packaged) >= 8
+        retrieved = set()
+        for match in matches:
+            attachment = match["resource"]["content"][0]["attachment"]
+            if not attachment["contentType"].endswith("xml"):
+                continue
+            url = attachment["url"].replace(TEST_BASE_URL, "")
+            content = client.get(url, headers={**auth(token), "Accept": "*/*"})
+            assert content.status_code == 200, content.text
+            assert content.headers["content-type"].startswith(attachment["contentType"])
+            name = next((n for n, data in packaged.items() if data == content.content), None)
+            assert name is not None, f"{url} is not one of the packaged CDA documents"
+            retrieved.add(name)
+        assert retrieved == set(packaged)
 
 
 @pytest.mark.slow

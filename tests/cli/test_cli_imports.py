@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 
 from carnet.demo.loader import load_demo_directory_and_people
 from carnet.identifiers import nir_key
+from carnet.identifiers.ins import INS_NIR_DEMO_OID, INS_NIR_OID, INS_NIR_TEST_OID
 from carnet.runtime import Runtime
 from tests import factories
 from tests.cli.support import (
@@ -26,9 +28,10 @@ from tests.cli.support import (
     carnet_env,
     cli_token,
     fhir_client,
+    production_keys,
     run_carnet,
 )
-from tests.conftest import make_settings
+from tests.conftest import BACKENDS, drop_pg_database, fresh_database, make_settings
 
 # tests/data/cli/directory.csv: lines 2, 3 and 5 are valid; line 4 carries an IdNat_PS with prefix 7.
 VALID_ROWS = {
@@ -50,15 +53,28 @@ class Workspace:
     token: str
 
 
+@pytest.fixture(params=BACKENDS)
+def migrated(request: pytest.FixtureRequest, tmp_path: Path, workdir: Path) -> Iterator[str]:
+    """A fresh database of each backend, brought to the head revision by ``carnet db upgrade``."""
+    url, pg_name = fresh_database(str(request.param), tmp_path, "imports")
+    try:
+        result = run_carnet("db", "upgrade", env=carnet_env(url), cwd=workdir)
+        assert result.code == 0, result.describe()
+        yield url
+    finally:
+        if pg_name:
+            drop_pg_database(pg_name)
+
+
 @pytest.fixture
-def workspace(migrated_sqlite: str, workdir: Path) -> Workspace:
-    runtime = Runtime(make_settings(migrated_sqlite))
+def workspace(migrated: str, workdir: Path) -> Workspace:
+    runtime = Runtime(make_settings(migrated))
     try:
         load_demo_directory_and_people(runtime)  # so that dr_medioni's token authenticates
     finally:
         runtime.dispose()
-    env = carnet_env(migrated_sqlite)
-    return Workspace(migrated_sqlite, workdir, env, cli_token("dr_medioni", env=env, cwd=workdir))
+    env = carnet_env(migrated)
+    return Workspace(migrated, workdir, env, cli_token("dr_medioni", env=env, cwd=workdir))
 
 
 def _summary(result: Result) -> tuple[int, int, int, int, int]:
@@ -193,10 +209,10 @@ def test_import_directory_fhir_bundle(workspace: Workspace, tmp_path: Path) -> N
     assert _summary(again) == (0, 0, 0, 3, 0)
 
 
-def test_import_directory_csv_without_the_required_columns(sqlite_url: str, workdir: Path, tmp_path: Path) -> None:
+def test_import_directory_csv_without_the_required_columns(migrated: str, workdir: Path, tmp_path: Path) -> None:
     extract = tmp_path / "annuaire.csv"
     extract.write_text("idnat_ps,family\n810001234565,ROUSSEAU\n", encoding="utf-8")
-    result = run_carnet("import", "directory", str(extract), env=carnet_env(sqlite_url), cwd=workdir)
+    result = run_carnet("import", "directory", str(extract), env=carnet_env(migrated), cwd=workdir)
     assert result.code == 1, result.describe()
     assert "cannot read" in result.output
     assert "profession_code" in result.output
@@ -244,3 +260,98 @@ def test_import_patients_ndjson(workspace: Workspace, tmp_path: Path) -> None:
             found = _search(client, workspace.token, "/fhir/Patient", identifier=f"{system}|{ins}")
             assert len(found) == 1, found
             assert {"system": system, "value": ins}.items() <= found[0]["identifier"][0].items()
+
+
+# ------------------------------------------------------------------------------------- production rules
+
+
+@dataclass(frozen=True)
+class ProductionWorkspace:
+    cwd: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(params=BACKENDS)
+def production(request: pytest.FixtureRequest, tmp_path: Path, workdir: Path) -> Iterator[ProductionWorkspace]:
+    """A database migrated by ``carnet db upgrade`` with CARNET_ENV=production (and production keys)."""
+    url, pg_name = fresh_database(str(request.param), tmp_path, "prodimport")
+    env = carnet_env(url, env="production", **production_keys())
+    try:
+        result = run_carnet("db", "upgrade", env=env, cwd=workdir)
+        assert result.code == 0, result.describe()
+        yield ProductionWorkspace(workdir, env)
+    finally:
+        if pg_name:
+            drop_pg_database(pg_name)
+
+
+def _faults(result: Result) -> dict[int, str]:
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"line (\d+): (.*)", result.stderr)}
+
+
+PRODUCTION_DIRECTORY = """idnat_ps,family,given,profession_code,specialty_code,organization_idnat,organization_name,facility_type,practice_setting
+810001234565,ROUSSEAU,Anne,10,SM26,1440000289,Hôpital (test CLI),SA01,ETABLISSEMENT
+810001234566,LUHN,Faux,10,SM26,1440000289,Hôpital (test CLI),SA01,ETABLISSEMENT
+810002345675,GARNIER,Inconnue,99,,1440000289,Hôpital (test CLI),SA01,ETABLISSEMENT
+810007654329,BERTIN,Inconnu,10,SM999,1440000289,Hôpital (test CLI),SA01,ETABLISSEMENT
+"""
+
+
+@pytest.mark.slow
+def test_production_directory_import_checks_rpps_luhn_and_the_codes(
+    production: ProductionWorkspace, tmp_path: Path
+) -> None:
+    extract = tmp_path / "annuaire.csv"
+    extract.write_text(PRODUCTION_DIRECTORY, encoding="utf-8")
+    result = run_carnet("import", "directory", str(extract), env=production.env, cwd=production.cwd)
+    assert result.code == 1, result.describe()
+    assert _summary(result) == (1, 1, 1, 0, 3), result.describe()  # line 2 written, lines 3-5 rejected
+    faults = _faults(result)
+    assert sorted(faults) == [3, 4, 5], result.describe()
+    assert "Luhn" in faults[3]
+    assert "10001234566" in faults[3]  # the RPPS at fault
+    assert "TRE_G15" in faults[4]  # profession 99 is no TRE_G15 code
+    assert "SM999" in faults[5]
+    assert "TRE_R01" in faults[5]
+
+
+@pytest.mark.slow
+def test_the_same_rpps_passes_the_import_outside_production(workspace: Workspace, tmp_path: Path) -> None:
+    """The control: the RPPS production refuses for its Luhn key is accepted in test mode."""
+    extract = tmp_path / "annuaire.csv"
+    extract.write_text("\n".join(PRODUCTION_DIRECTORY.splitlines()[:3]) + "\n", encoding="utf-8")
+    result = run_carnet("import", "directory", str(extract), env=workspace.env, cwd=workspace.cwd)
+    assert result.code == 0, result.describe()
+    assert _summary(result)[4] == 0, result.describe()
+
+
+@pytest.mark.slow
+def test_production_patient_import_refuses_test_ins_unqualified_and_unknown_statuses(
+    production: ProductionWorkspace, tmp_path: Path
+) -> None:
+    real, real_system = factories.random_ins(INS_NIR_OID)
+    unqualified, unqualified_system = factories.random_ins(INS_NIR_OID)
+    unknown_status, unknown_system = factories.random_ins(INS_NIR_OID)
+    test_ins, test_system = factories.random_ins(INS_NIR_TEST_OID)
+    demo_ins, demo_system = factories.random_ins(INS_NIR_DEMO_OID)
+    lines = [
+        factories.patient_resource(real, real_system, attest=False),  # 1: a qualified real INS
+        factories.patient_resource(test_ins, test_system, attest=False),  # 2: test OID
+        factories.patient_resource(demo_ins, demo_system, attest=False),  # 3: demo OID
+        factories.patient_resource(unqualified, unqualified_system, attest=False, status="VALI"),  # 4
+        factories.patient_resource(unknown_status, unknown_system, attest=False, status="QUALIFIEE"),  # 5
+    ]
+    extract = tmp_path / "patients.ndjson"
+    extract.write_text("\n".join(orjson.dumps(line).decode() for line in lines) + "\n", encoding="utf-8")
+
+    result = run_carnet("import", "patients", str(extract), env=production.env, cwd=production.cwd)
+    assert result.code == 1, result.describe()
+    assert "1 records opened, 0 already existed, 4 rejected" in result.output, result.describe()
+    faults = _faults(result)
+    assert sorted(faults) == [2, 3, 4, 5], result.describe()
+    for line in (2, 3):
+        assert "refused in production" in faults[line]
+        assert "identifier" in faults[line]
+    assert "QUAL" in faults[4]
+    assert "'QUALIFIEE'" in faults[5]
+    assert "PROV, RECUP, VALI, QUAL" in faults[5]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from carnet import audit
-from carnet.cli import accounts, pki, worker
+from carnet.cli import accounts, pki, records, worker
 from carnet.cli.audit import app as audit_app
 from carnet.config import Settings
 
@@ -32,6 +32,7 @@ app.add_typer(pki.app, name="pki", help="Test PKI: a CA and card-like certificat
 app.add_typer(accounts.app, name="account", help="Patient accounts and software clients.")
 app.add_typer(worker.app, name="worker")
 app.add_typer(audit_app, name="audit")
+app.add_typer(records.app, name="record")
 
 console = Console()
 err = Console(stderr=True)
@@ -182,24 +183,44 @@ def demo() -> None:
 
 @app.command()
 def personas(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """List the demo personas: key, kind, role and identifiers."""
-    from carnet.demo.personas import PERSONAS
+    """List the demo personas (key, kind, role, identifiers, organisation) and the demo organisations."""
+    from carnet.demo.personas import ORGANIZATIONS, ORGANIZATIONS_BY_KEY, PERSONAS
 
-    rows = [
-        {"key": p.key, "kind": p.kind, "role": p.role, "name": p.display, "identifiers": p.identifiers()}
-        for p in PERSONAS
+    rows: list[dict[str, Any]] = []
+    for p in PERSONAS:
+        row: dict[str, Any] = {
+            "key": p.key,
+            "kind": p.kind,
+            "role": p.role,
+            "name": p.display,
+            "identifiers": p.identifiers(),
+        }
+        if p.organization:
+            row["organization"] = p.organization
+        rows.append(row)
+    organizations: list[dict[str, Any]] = [
+        {"key": o.key, "kind": "organisation", "role": o.role, "name": o.name, "identifiers": o.identifiers()}
+        for o in ORGANIZATIONS
     ]
     if as_json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json.dumps(rows + organizations, ensure_ascii=False, indent=2))
         return
-    table = Table(title="Carnet demo personas — get a token with: carnet token --as <key>")
     wide = console if console.is_terminal else Console(width=160)
-    for column in ("key", "kind", "role", "identifiers"):
+    table = Table(title="Carnet demo personas — get a token with: carnet token --as <key>")
+    for column in ("key", "kind", "role", "identifiers", "organisation"):
         table.add_column(column)
     for row in rows:
-        ids = ", ".join(f"{k}={v}" for k, v in row["identifiers"].items() if k != "INS-system")  # type: ignore[attr-defined]
-        table.add_row(str(row["key"]), str(row["kind"]), f"{row['role']}\n{row['name']}", ids)
+        ids = ", ".join(f"{k}={v}" for k, v in row["identifiers"].items() if k != "INS-system")
+        org = ORGANIZATIONS_BY_KEY[row["organization"]].name if "organization" in row else ""
+        table.add_row(str(row["key"]), str(row["kind"]), f"{row['role']}\n{row['name']}", ids, org)
     wide.print(table)
+    orgs = Table(title="Carnet demo organisations (no token: professionals and software act for them)")
+    for column in ("key", "kind", "role", "identifiers"):
+        orgs.add_column(column)
+    for row in organizations:
+        ids = ", ".join(f"{k}={v}" for k, v in row["identifiers"].items())
+        orgs.add_row(str(row["key"]), str(row["kind"]), f"{row['role']}\n{row['name']}", ids)
+    wide.print(orgs)
 
 
 @app.command()

@@ -38,6 +38,10 @@ class OrganizationSpec:
     name: str
     facility_type: str
     practice_setting: str | None = None
+    role: str = "organisation"
+
+    def identifiers(self) -> dict[str, str]:
+        return {"IdNat_Struct": self.idnat}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +82,27 @@ class Persona:
 
 
 ORGANIZATIONS = (
-    OrganizationSpec("hopital_saint_roch", "1440000289", "Hôpital Saint-Roch (démonstration)", "SA01"),
-    OrganizationSpec("cabinet_medioni", "349912345600011", "Cabinet du Dr Medioni", "SA07"),
-    OrganizationSpec("labo_charmes", "1120459876", "Laboratoire des charmes", "SA25"),
-    OrganizationSpec("pharmacie_4_cantons", "2801234567", "Pharmacie des 4 cantons", "SA33"),
-    OrganizationSpec("cabinet_infirmier", "349912345600029", "Cabinet infirmier du Marché", "SA08"),
-    OrganizationSpec("cabinet_gare", "349912345600037", "Maison de santé de la Gare", "SA52"),
-    OrganizationSpec("cabinet_dentaire", "349912345600045", "Cabinet dentaire des Lilas", "SA07"),
-    OrganizationSpec("service_social", "349912345600052", "Service social départemental", "SA41"),
-    OrganizationSpec("samu_44", "1440000297", "SAMU 44 - Centre 15", "SA01", "SAMU_SMUR"),
+    OrganizationSpec("hopital_saint_roch", "1440000289", "Hôpital Saint-Roch (démonstration)", "SA01", role="hospital"),
+    OrganizationSpec("cabinet_medioni", "349912345600011", "Cabinet du Dr Medioni", "SA07", role="GP practice"),
+    OrganizationSpec("labo_charmes", "1120459876", "Laboratoire des charmes", "SA25", role="medical laboratory"),
+    OrganizationSpec("pharmacie_4_cantons", "2801234567", "Pharmacie des 4 cantons", "SA33", role="pharmacy"),
+    OrganizationSpec(
+        "cabinet_infirmier", "349912345600029", "Cabinet infirmier du Marché", "SA08", role="nursing practice"
+    ),
+    OrganizationSpec(
+        "cabinet_gare", "349912345600037", "Maison de santé de la Gare", "SA52", role="multi-professional health centre"
+    ),
+    OrganizationSpec(
+        "cabinet_dentaire", "349912345600045", "Cabinet dentaire des Lilas", "SA07", role="dental practice"
+    ),
+    OrganizationSpec(
+        "service_social", "349912345600052", "Service social départemental", "SA41", role="social services"
+    ),
+    OrganizationSpec(
+        "samu_44", "1440000297", "SAMU 44 - Centre 15", "SA01", "SAMU_SMUR", role="emergency medical regulation (SAMU)"
+    ),
 )
+ORGANIZATIONS_BY_KEY = {o.key: o for o in ORGANIZATIONS}
 
 PERSONAS = (
     Persona(

@@ -20,7 +20,6 @@ from carnet.documents.content import UNSTRUCTURED_FORMAT, Media, declared_media,
 from carnet.errors import Invalid, IssueCode, Problem, TooLarge, UnsupportedMediaType
 from carnet.fhirtypes import EXT_IS_ARCHIVED, JSON, codings, extension, parse_datetime
 from carnet.identifiers import IdentifierError, Ins, parse_idnat_ps
-from carnet.identifiers.ins import system_to_oid
 from carnet.terminology import terminology
 from carnet.terminology.valuesets import CONFIDENTIALITY_FLAGS, CONFIDENTIALITY_LEVELS, Terminology, canonical_system
 
@@ -507,7 +506,3 @@ def _check_cda(draft: Draft, header: CdaHeader, ins: Ins) -> None:
     if problems:
         raise Invalid("the CDA header does not match the metadata", problems=problems, unprocessable=True)
     draft.cda = header
-
-
-def ins_system_matches(system: str | None, ins: Ins) -> bool:
-    return system_to_oid(system) == ins.oid
