@@ -41,10 +41,9 @@ LIST = "List"
 
 
 @functools.cache
-def _record_with_context() -> sa.Select[Record, str | None, str | None]:
+def _record_with_context() -> sa.Select[Record, str | None, str | None, bool]:
     """Built once: the statement is the same for every professional (their identity is bound)."""
-    kinds, emergency = access_context.context_subqueries()
-    return sa.select(Record, kinds, emergency).where(Record.id == sa.bindparam("record_id"))
+    return sa.select(Record, *access_context.context_subqueries()).where(Record.id == sa.bindparam("record_id"))
 
 
 def _by_id(work: Work, actor: Actor, patient_id: str) -> Record | None:
@@ -59,7 +58,7 @@ def _by_id(work: Work, actor: Actor, patient_id: str) -> Record | None:
     row = work.session.execute(_record_with_context(), {"record_id": key, **params}).first()
     if row is None:
         return None
-    access_context.remember(work, actor, row[0], row[1], row[2])
+    access_context.remember(work, actor, row[0], row[1:])
     return row[0]
 
 

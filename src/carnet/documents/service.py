@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -53,7 +55,8 @@ from carnet.identifiers import IdentifierError, Ins, parse_ins
 from carnet.records import service as records
 from carnet.records.models import Record
 from carnet.runtime import Work
-from carnet.storage.models import ResourceLocator, SearchToken
+from carnet.storage.blobs import BlobStore
+from carnet.storage.models import ResourceLocator, ResourceVersion, SearchToken
 from carnet.terminology import terminology
 from carnet.terminology.valuesets import CONFIDENTIALITY_FLAGS, HL7_CONFIDENTIALITY
 
@@ -112,12 +115,26 @@ def _entry(work: Work, record_id: uuid.UUID, doc_id: str) -> DocumentEntry | Non
     return work.session.get(DocumentEntry, (record_id, doc_id))
 
 
-def _locate_document(work: Work, actor: Actor, doc_id: str, action: Action) -> tuple[Record, DocumentEntry, Decision]:
-    """The document and its record if ``actor`` may perform ``action``; NotFound otherwise (or Forbidden
-    when the actor can see the document but not act on it)."""
-    context, params = access_context.context_columns(work, actor)
-    row = work.session.execute(
-        sa.select(Record, DocumentEntry, *context)
+@functools.cache
+def _document_statement(with_context: bool, with_body: bool) -> sa.Select[Any]:
+    """Built once per shape: a document, its record, optionally its current encrypted body and the
+    professional's access context (the document id and the professional are bound parameters)."""
+    columns: list[Any] = [Record, DocumentEntry]
+    if with_body:
+        columns.append(
+            sa.select(ResourceVersion.body)
+            .where(
+                ResourceVersion.record_id == DocumentEntry.record_id,
+                ResourceVersion.resource_type == DOCUMENT,
+                ResourceVersion.resource_id == DocumentEntry.id,
+                ResourceVersion.version == DocumentEntry.version,
+            )
+            .scalar_subquery()
+        )
+    if with_context:
+        columns.extend(access_context.context_subqueries())
+    return (
+        sa.select(*columns)
         .select_from(ResourceLocator)
         .join(Record, Record.id == ResourceLocator.record_id)
         .join(
@@ -126,15 +143,25 @@ def _locate_document(work: Work, actor: Actor, doc_id: str, action: Action) -> t
                 DocumentEntry.record_id == ResourceLocator.record_id, DocumentEntry.id == ResourceLocator.resource_id
             ),
         )
-        .where(ResourceLocator.resource_type == DOCUMENT, ResourceLocator.resource_id == doc_id),
-        params,
-    ).first()
+        .where(ResourceLocator.resource_type == DOCUMENT, ResourceLocator.resource_id == sa.bindparam("resource_id"))
+    )
+
+
+def _locate_document(
+    work: Work, actor: Actor, doc_id: str, action: Action, *, with_body: bool = False
+) -> tuple[Record, DocumentEntry, Decision, bytes | None]:
+    """The document and its record (and, ``with_body``, its current encrypted body) if ``actor`` may
+    perform ``action``; NotFound otherwise (or Forbidden when the actor can see the document but not act
+    on it). One round trip."""
+    context, params = access_context.context_columns(work, actor)
+    row = work.session.execute(_document_statement(bool(context), with_body), {"resource_id": doc_id, **params}).first()
     if row is None:
         raise NotFound()
     record, entry = row[0], row[1]
+    body = row[2] if with_body else None
     if context:
-        access_context.remember(work, actor, record, row[2], row[3])
-    return record, entry, _check_document(work, actor, record, entry, action)
+        access_context.remember(work, actor, record, row[3 if with_body else 2 :])
+    return record, entry, _check_document(work, actor, record, entry, action), body
 
 
 def _check_document(work: Work, actor: Actor, record: Record, entry: DocumentEntry, action: Action) -> Decision:
@@ -870,14 +897,18 @@ def publish(work: Work, *, actor: Actor, resource: JSON, data: bytes | None, pat
 def read_document(work: Work, *, actor: Actor, doc_id: str, version: int | None = None, echo: bool = False) -> bytes:
     """A DocumentReference (a version of it). ``echo``: returned to its depositor in the response to
     the deposit (traced as such, so histories can fold it into the deposit)."""
-    record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
-    stored = (
-        work.store.current(record, DOCUMENT, entry.id)
-        if version is None
-        else work.store.version(record, DOCUMENT, entry.id, version)
+    record, entry, decision, current = _locate_document(
+        work, actor, doc_id, Action.DOCUMENT_READ, with_body=version is None
     )
-    if stored is None:
-        raise NotFound()
+    if version is None:
+        if current is None:  # pragma: no cover - a document entry always has its current version
+            raise NotFound()
+        body = work.store.decrypt(record, DOCUMENT, entry.id, entry.version, current)
+    else:
+        stored = work.store.version(record, DOCUMENT, entry.id, version)
+        if stored is None:
+            raise NotFound()
+        body = stored.body
     audit.trace(
         work,
         TraceAction.DOCUMENT_READ,
@@ -889,11 +920,11 @@ def read_document(work: Work, *, actor: Actor, doc_id: str, version: int | None 
         decision=decision,
         detail="echo" if echo else None,
     )
-    return stored.body
+    return body
 
 
 def document_history(work: Work, *, actor: Actor, doc_id: str) -> list[bytes]:
-    record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, decision, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     audit.trace(
         work,
         TraceAction.DOCUMENT_READ,
@@ -915,11 +946,23 @@ class Content:
     document_id: str
 
 
-def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
-    """ITI-68: the document's bytes, exactly as deposited, with their media type."""
-    context, params = access_context.context_columns(work, actor)
-    row = work.session.execute(
-        sa.select(Record, BinaryEntry, DocumentEntry, *context)
+# Built once per shape, keyed by (with the access context, blob store type): see ``_binary_statement``.
+_BINARY_STATEMENTS: dict[tuple[bool, type], tuple[sa.Select[Any], bool]] = {}
+
+
+def _binary_statement(with_context: bool, blobs: BlobStore) -> tuple[sa.Select[Any], bool]:
+    """A Binary, its document, its record, the professional's access context and, when the blob store
+    keeps blobs in the database, the encrypted bytes themselves; and whether they are inlined."""
+    key = (with_context, type(blobs))
+    cached = _BINARY_STATEMENTS.get(key)
+    if cached is not None:
+        return cached
+    blob = blobs.inline_column(BinaryEntry.record_id, BinaryEntry.blob_address)
+    columns: list[Any] = [Record, BinaryEntry, DocumentEntry, blob if blob is not None else sa.null()]
+    if with_context:
+        columns.extend(access_context.context_subqueries())
+    statement = (
+        sa.select(*columns)
         .select_from(ResourceLocator)
         .join(Record, Record.id == ResourceLocator.record_id)
         .join(
@@ -930,16 +973,30 @@ def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
             DocumentEntry,
             sa.and_(DocumentEntry.record_id == BinaryEntry.record_id, DocumentEntry.id == BinaryEntry.document_id),
         )
-        .where(ResourceLocator.resource_type == BINARY, ResourceLocator.resource_id == binary_id),
-        params,
-    ).first()
+        .where(ResourceLocator.resource_type == BINARY, ResourceLocator.resource_id == sa.bindparam("resource_id"))
+    )
+    cached = _BINARY_STATEMENTS[key] = (statement, blob is not None)
+    return cached
+
+
+def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
+    """ITI-68: the document's bytes, exactly as deposited, with their media type (one round trip when
+    the blobs are in the database)."""
+    context, params = access_context.context_columns(work, actor)
+    blobs = work.store.blobs
+    statement, inline = _binary_statement(bool(context), blobs)
+    row = work.session.execute(statement, {"resource_id": binary_id, **params}).first()
     if row is None:
         raise NotFound()
     record, binary, entry = row[0], row[1], row[2]
     if context:
-        access_context.remember(work, actor, record, row[3], row[4])
+        access_context.remember(work, actor, record, row[4:])
     decision = _check_document(work, actor, record, entry, Action.DOCUMENT_RETRIEVE)
-    ciphertext = work.store.blobs.get(work.session, record.id, binary.blob_address)
+    ciphertext = (
+        blobs.inlined(binary.blob_address, row[3])
+        if inline
+        else blobs.get(work.session, record.id, binary.blob_address)
+    )
     data = work.store.cipher(record).decrypt(ciphertext, resource_type=BINARY, resource_id=binary.id, version=1)
     audit.trace(
         work,
@@ -958,14 +1015,14 @@ def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
 def retrieve_document(work: Work, *, actor: Actor, doc_id: str) -> Content:
     """The bytes of a document named by its DocumentReference id (the portals' viewer and download),
     with the same checks and trace as ITI-68."""
-    _, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_RETRIEVE)
+    _, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_RETRIEVE)
     return retrieve(work, actor=actor, binary_id=entry.binary_id)
 
 
 def permitted(work: Work, *, actor: Actor, doc_id: str, actions: tuple[Action, ...]) -> frozenset[Action]:
     """Which of ``actions`` the access policy lets ``actor`` perform on a document they may read (an
     interface offers only those); ``NotFound`` when they may not read it."""
-    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     facts = DocumentFacts.of(entry)
     return frozenset(a for a in actions if decide(work, actor, a, record, facts).permit)
 
@@ -1031,7 +1088,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
             raise NotAllowed(
                 f"{op.path} cannot be changed: PDSm allows PATCH of status, securityLabel and isArchived only"
             )
-    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()
@@ -1142,7 +1199,7 @@ def set_flag(work: Work, *, actor: Actor, doc_id: str, flag: str, on: bool) -> b
     (lifting ``INVISIBLE_PATIENT`` after the announcement consultation is for the author)."""
     if flag not in CONFIDENTIALITY_FLAGS:
         raise ValueError(f"{flag} is not a visibility flag")
-    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()
