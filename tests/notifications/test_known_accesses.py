@@ -47,7 +47,8 @@ def test_a_fresh_process_learns_known_accesses_from_the_record_it_loads(api: Api
     binary = deposit.json()["content"][0]["attachment"]["url"].rsplit("/", 1)[1]
     assert api.get(f"/fhir/DocumentReference/{doc_id}", "dr_lambert").status_code == 200  # his first access
     accesses, events = _accesses(runtime, record_id), _events(runtime, record_id)
-    lambert = BY_KEY["dr_lambert"].idnat
+    lambert, didot = BY_KEY["dr_lambert"].idnat, BY_KEY["ph_didot"].idnat
+    assert lambert is not None and didot is not None
     assert lambert in [professional for professional, _ in accesses]
 
     # Another process: its own runtime and memory of known accesses, on the same database.
@@ -71,7 +72,7 @@ def test_a_fresh_process_learns_known_accesses_from_the_record_it_loads(api: Api
             writes = [s for s in statements if "professional_accesses" in s and "INSERT" in s.upper()]
             assert writes == []  # … not by trying to write the access again
             # A professional who never accessed the record is not "known" by the same statements.
-            assert KnownAccesses.key(record_id, BY_KEY["ph_didot"].idnat) not in fresh.notification_rules.known
+            assert KnownAccesses.key(record_id, didot) not in fresh.notification_rules.known
     finally:
         fresh.dispose()
     assert _accesses(runtime, record_id) == accesses  # nothing written again
