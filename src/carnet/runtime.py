@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -44,6 +44,9 @@ class Work:
     access_contexts: dict[tuple[str, str, uuid.UUID], object] = field(default_factory=dict)
     # What this unit of work did, for the audit trail (written by the runtime when the unit ends).
     traces: list[Trace] = field(default_factory=list)
+    # Told of a (record, IdNat_PS) pair that has accessed the record before, as the statement that loaded
+    # the record found it (see carnet.access.context): the first-access rule then needs no query.
+    known_access: Callable[[uuid.UUID, str], None] | None = None
 
 
 class Runtime:
@@ -125,6 +128,7 @@ class Runtime:
             settings=self.settings,
             actors=self.actors,
             practitioner_ids=self.practitioner_ids,
+            known_access=self.notification_rules.remember_access,
         )
 
     def _record(self, work: Work, traces: list[Trace]) -> None:

@@ -436,6 +436,9 @@ class NoRules:
     def apply(self, work: Any, traces: Any) -> None:
         return None
 
+    def remember_access(self, record_id: Any, professional: str) -> None:
+        return None
+
 
 def without_rules(runtime: Runtime) -> Runtime:
     """A runtime on the same database that writes traces but applies no notification rule itself (the

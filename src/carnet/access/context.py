@@ -1,22 +1,26 @@
 """What the policy knows about a professional's relationship to a record, loaded once per unit of work.
 
-Two correlated subqueries gather the grants that name the professional (or their organisation) and
-their live emergency accesses. Services add them to the statement that loads the record
-(``context_columns`` then ``remember``), so the policy costs no round trip of its own; otherwise
-``context_for`` loads them in one. The result is cached on the unit of work.
+Correlated subqueries gather the grants that name the professional (or their organisation), their
+live emergency accesses, and whether they have accessed the record before (what the first-access
+notice needs to know). Services add them to the statement that loads the record (``context_columns``
+then ``remember``), so neither the policy nor the first-access rule costs a round trip of its own;
+otherwise ``context_for`` loads them in one. The result is cached on the unit of work.
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from carnet.access.models import AccessGrant, EmergencyAccess, EmergencyMode, GrantKind, SubjectKind
 from carnet.auth.actor import AccessMode, Actor
+from carnet.notifications.models import ProfessionalAccess
 from carnet.records.models import Record
 from carnet.runtime import Work
 
@@ -68,8 +72,11 @@ class AccessContext:
         return self.emergency.value if self.emergency is not None else "none"
 
 
+ContextColumns = tuple[sa.Label[str | None], sa.Label[str | None], sa.Label[bool]]
+
+
 @functools.cache
-def context_subqueries() -> tuple[sa.Label[str | None], sa.Label[str | None]]:
+def context_subqueries() -> ContextColumns:
     """Built once; the professional and the time are bound parameters (see ``context_columns``)."""
     now = sa.bindparam("ctx_now", type_=AccessGrant.start.type)
     idnat = sa.bindparam("ctx_idnat", type_=sa.String)
@@ -104,16 +111,21 @@ def context_subqueries() -> tuple[sa.Label[str | None], sa.Label[str | None]]:
         .limit(1)
         .scalar_subquery()
     )
-    return kinds.label("access_kinds"), emergency.label("access_emergency")
+    known = sa.exists().where(ProfessionalAccess.record_id == Record.id, ProfessionalAccess.professional == idnat)
+    return kinds.label("access_kinds"), emergency.label("access_emergency"), known.label("access_known")
 
 
-def context_columns(work: Work, actor: Actor) -> tuple[list[sa.Label[str | None]], dict[str, object]]:
-    """Two scalar subqueries, correlated to ``Record.id``, that load a professional's context on a
+# The number of values ``context_columns`` adds to a row, in that order (``remember`` takes them).
+CONTEXT_WIDTH = 3
+
+
+def context_columns(work: Work, actor: Actor) -> tuple[list[sa.Label[Any]], dict[str, object]]:
+    """Three scalar subqueries, correlated to ``Record.id``, that load a professional's context on a
     record, and the parameters to execute them with.
 
     Add them to the statement that loads the record (or the document and its record), execute it with
-    the parameters, then call ``remember``: the access decision costs no round trip of its own. Empty
-    for other actors.
+    the parameters, then call ``remember`` with the ``CONTEXT_WIDTH`` values: the access decision costs
+    no round trip of its own. Empty for other actors.
     """
     professional = actor.professional if actor.acts_as_professional else None
     if professional is None:
@@ -127,8 +139,11 @@ def context_columns(work: Work, actor: Actor) -> tuple[list[sa.Label[str | None]
     return list(context_subqueries()), params
 
 
-def remember(work: Work, actor: Actor, record: Record, kinds: str | None, emergency_mode: str | None) -> AccessContext:
-    """Build the context from the two ``context_columns`` values and cache it on the unit of work."""
+def remember(work: Work, actor: Actor, record: Record, values: Sequence[Any]) -> AccessContext:
+    """Build the context from the ``context_columns`` values and cache it on the unit of work."""
+    kinds, emergency_mode, known = values[0], values[1], values[2]
+    if known and work.known_access is not None and actor.professional is not None:
+        work.known_access(record.id, actor.professional.idnat)  # a committed earlier access: no notice due
     emergency = EmergencyMode(emergency_mode) if emergency_mode else None
     # The patient's preferences are re-checked at every access, not only when the emergency opened.
     if emergency is EmergencyMode.BREAK_GLASS and not record.emergency_break_glass:
@@ -142,12 +157,40 @@ def remember(work: Work, actor: Actor, record: Record, kinds: str | None, emerge
     return context
 
 
+@functools.cache
+def _record_statement(by_ins: bool) -> sa.Select[Any]:
+    """Built once: a record by id or by the keyed hash of its INS, with the context columns."""
+    key: Any = Record.ins_hash if by_ins else Record.id
+    columns: list[Any] = [Record, *context_subqueries()]
+    return sa.select(*columns).where(key == sa.bindparam("record_key"))
+
+
+def load_record(
+    work: Work, actor: Actor, *, record_id: uuid.UUID | None = None, ins_hash: bytes | None = None
+) -> Record | None:
+    """The record named by its id or its INS hash and, for a professional, their context on it, in one
+    round trip (no access check: callers ask the policy)."""
+    assert (record_id is None) != (ins_hash is None)
+    columns, params = context_columns(work, actor)
+    if not columns:
+        if record_id is not None:
+            return work.session.get(Record, record_id)
+        return work.session.scalar(sa.select(Record).where(Record.ins_hash == ins_hash))
+    key = ins_hash if ins_hash is not None else record_id
+    row = work.session.execute(_record_statement(ins_hash is not None), {"record_key": key, **params}).first()
+    if row is None:
+        return None
+    remember(work, actor, row[0], row[1:])
+    record: Record = row[0]
+    return record
+
+
 def load_context(work: Work, actor: Actor, record: Record) -> AccessContext:
     """The context of a record already loaded without ``context_columns`` (one round trip)."""
     columns, params = context_columns(work, actor)
     assert columns, "only professionals have an access context"
     row = work.session.execute(sa.select(*columns).select_from(Record).where(Record.id == record.id), params).one()
-    return remember(work, actor, record, row[0], row[1])
+    return remember(work, actor, record, row)
 
 
 def context_for(work: Work, actor: Actor, record: Record) -> AccessContext:

@@ -8,7 +8,6 @@ same empty page.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 from dataclasses import fields
 
@@ -40,27 +39,13 @@ DOCUMENT = "DocumentReference"
 LIST = "List"
 
 
-@functools.cache
-def _record_with_context() -> sa.Select[Record, str | None, str | None]:
-    """Built once: the statement is the same for every professional (their identity is bound)."""
-    kinds, emergency = access_context.context_subqueries()
-    return sa.select(Record, kinds, emergency).where(Record.id == sa.bindparam("record_id"))
-
-
 def _by_id(work: Work, actor: Actor, patient_id: str) -> Record | None:
     """The record, and the caller's access context on it, in one round trip."""
-    context, params = access_context.context_columns(work, actor)
-    if not context:
-        return records.get_record(work, patient_id)
     try:
         key = uuid.UUID(patient_id)
     except ValueError:
         return None
-    row = work.session.execute(_record_with_context(), {"record_id": key, **params}).first()
-    if row is None:
-        return None
-    access_context.remember(work, actor, row[0], row[1], row[2])
-    return row[0]
+    return access_context.load_record(work, actor, record_id=key)
 
 
 def _record_for(
@@ -74,7 +59,7 @@ def _record_for(
         ins = parse_ins(patient_ins[0], patient_ins[1], allow_test=not work.settings.is_production)
     except IdentifierError:
         return None
-    by_ins = records.find_by_ins(work, ins)
+    by_ins = access_context.load_record(work, actor, ins_hash=work.store.indexer.ins(ins.value))
     if patient_id is not None and (by_id is None or by_ins is None or by_id.id != by_ins.id):
         return None
     return by_ins

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -53,7 +55,8 @@ from carnet.identifiers import IdentifierError, Ins, parse_ins
 from carnet.records import service as records
 from carnet.records.models import Record
 from carnet.runtime import Work
-from carnet.storage.models import ResourceLocator, SearchToken
+from carnet.storage.blobs import BlobStore
+from carnet.storage.models import ResourceLocator, ResourceVersion, SearchToken
 from carnet.terminology import terminology
 from carnet.terminology.valuesets import CONFIDENTIALITY_FLAGS, HL7_CONFIDENTIALITY
 
@@ -70,8 +73,15 @@ MAJORITY = 18
 # --------------------------------------------------------------------------------------- helpers
 
 
-def _record_of_subject(work: Work, subject: object, path: str) -> tuple[Record, Ins | None]:
-    """Resolve a DocumentReference/List subject to the record it names."""
+def _copy_json(value: JSON) -> JSON:
+    """A deep copy of parsed JSON (a round trip through orjson is several times faster than deepcopy)."""
+    copied: JSON = orjson.loads(orjson.dumps(value))
+    return copied
+
+
+def _record_of_subject(work: Work, actor: Actor, subject: object, path: str) -> tuple[Record, Ins | None]:
+    """Resolve a DocumentReference/List subject to the record it names (with the actor's access context
+    on it, loaded by the same statement)."""
     if not isinstance(subject, dict):
         raise Invalid.at(path, "subject (the patient) is required", IssueCode.REQUIRED)
     ref = subject.get("reference")
@@ -88,13 +98,16 @@ def _record_of_subject(work: Work, subject: object, path: str) -> tuple[Record, 
             ins = parse_ins(ident.get("system"), ident.get("value"), allow_test=allow_test)
         elif isinstance(ref, str) and "Patient/" in ref:
             patient_id = ref.rsplit("Patient/", 1)[1].split("/", 1)[0]
-            record = records.get_record(work, patient_id)
+            try:
+                record = access_context.load_record(work, actor, record_id=uuid.UUID(patient_id))
+            except ValueError:
+                record = None
         else:
             raise Invalid.at(path, "subject must reference the Patient (Patient/id or Patient?identifier=INS)")
     except IdentifierError as exc:
         raise Invalid.at(path, f"subject INS: {exc}", IssueCode.VALUE) from exc
     if ins is not None:
-        record = records.find_by_ins(work, ins)
+        record = access_context.load_record(work, actor, ins_hash=work.store.indexer.ins(ins.value))
     if record is None:
         raise NotFound("no record exists for this patient")
     return record, ins
@@ -112,12 +125,26 @@ def _entry(work: Work, record_id: uuid.UUID, doc_id: str) -> DocumentEntry | Non
     return work.session.get(DocumentEntry, (record_id, doc_id))
 
 
-def _locate_document(work: Work, actor: Actor, doc_id: str, action: Action) -> tuple[Record, DocumentEntry, Decision]:
-    """The document and its record if ``actor`` may perform ``action``; NotFound otherwise (or Forbidden
-    when the actor can see the document but not act on it)."""
-    context, params = access_context.context_columns(work, actor)
-    row = work.session.execute(
-        sa.select(Record, DocumentEntry, *context)
+@functools.cache
+def _document_statement(with_context: bool, with_body: bool) -> sa.Select[Any]:
+    """Built once per shape: a document, its record, optionally its current encrypted body and the
+    professional's access context (the document id and the professional are bound parameters)."""
+    columns: list[Any] = [Record, DocumentEntry]
+    if with_body:
+        columns.append(
+            sa.select(ResourceVersion.body)
+            .where(
+                ResourceVersion.record_id == DocumentEntry.record_id,
+                ResourceVersion.resource_type == DOCUMENT,
+                ResourceVersion.resource_id == DocumentEntry.id,
+                ResourceVersion.version == DocumentEntry.version,
+            )
+            .scalar_subquery()
+        )
+    if with_context:
+        columns.extend(access_context.context_subqueries())
+    return (
+        sa.select(*columns)
         .select_from(ResourceLocator)
         .join(Record, Record.id == ResourceLocator.record_id)
         .join(
@@ -126,15 +153,25 @@ def _locate_document(work: Work, actor: Actor, doc_id: str, action: Action) -> t
                 DocumentEntry.record_id == ResourceLocator.record_id, DocumentEntry.id == ResourceLocator.resource_id
             ),
         )
-        .where(ResourceLocator.resource_type == DOCUMENT, ResourceLocator.resource_id == doc_id),
-        params,
-    ).first()
+        .where(ResourceLocator.resource_type == DOCUMENT, ResourceLocator.resource_id == sa.bindparam("resource_id"))
+    )
+
+
+def _locate_document(
+    work: Work, actor: Actor, doc_id: str, action: Action, *, with_body: bool = False
+) -> tuple[Record, DocumentEntry, Decision, bytes | None]:
+    """The document and its record (and, ``with_body``, its current encrypted body) if ``actor`` may
+    perform ``action``; NotFound otherwise (or Forbidden when the actor can see the document but not act
+    on it). One round trip."""
+    context, params = access_context.context_columns(work, actor)
+    row = work.session.execute(_document_statement(bool(context), with_body), {"resource_id": doc_id, **params}).first()
     if row is None:
         raise NotFound()
     record, entry = row[0], row[1]
+    body = row[2] if with_body else None
     if context:
-        access_context.remember(work, actor, record, row[2], row[3])
-    return record, entry, _check_document(work, actor, record, entry, action)
+        access_context.remember(work, actor, record, row[3 if with_body else 2 :])
+    return record, entry, _check_document(work, actor, record, entry, action), body
 
 
 def _check_document(work: Work, actor: Actor, record: Record, entry: DocumentEntry, action: Action) -> Decision:
@@ -266,7 +303,7 @@ def _normalise(
 ) -> JSON:
     """The DocumentReference as stored: server ids, the subject, the binary URL, derived metadata."""
     term = terminology()
-    resource = copy.deepcopy(draft.resource)
+    resource = _copy_json(draft.resource)
     resource["resourceType"] = DOCUMENT
     resource["id"] = doc_id
     meta = {k: v for k, v in (resource.get("meta") or {}).items() if k in ("profile", "security", "tag")}
@@ -606,7 +643,7 @@ def _list_tokens(resource: JSON) -> set[tuple[str, str]]:
 
 
 def _check_list(
-    work: Work, lst: ListInput, record: Record, kind: str, mode: Mode, same_subjects: list[object]
+    work: Work, actor: Actor, lst: ListInput, record: Record, kind: str, mode: Mode, same_subjects: list[object]
 ) -> str | None:
     """Validate a SubmissionSet or Folder; return its designation (content type) code.
 
@@ -658,7 +695,7 @@ def _check_list(
             problems.append(Problem(str(exc), f"{path}.date", IssueCode.VALUE))
     if resource.get("subject") is not None and resource.get("subject") not in same_subjects:
         try:
-            subject_record, _ = _record_of_subject(work, resource.get("subject"), f"{path}.subject")
+            subject_record, _ = _record_of_subject(work, actor, resource.get("subject"), f"{path}.subject")
         except NotFound:
             subject_record = None
         if subject_record is None or subject_record.id != record.id:
@@ -685,7 +722,7 @@ def _write_list(
 ) -> Created:
     list_id = list_id or str(uuid.uuid4())
     resource: JSON = (
-        copy.deepcopy(lst.resource)
+        _copy_json(lst.resource)
         if lst
         else {
             "resourceType": LIST,
@@ -741,7 +778,7 @@ def provide(work: Work, *, actor: Actor, submission: Submission) -> SubmissionRe
     if not submission.documents:
         raise Invalid.at("Bundle.entry", "the bundle holds no DocumentReference", IssueCode.REQUIRED)
     drafts = _read_drafts(work, submission.documents, Mode.COMPREHENSIVE)
-    record, ins = _common_record(work, submission.documents)
+    record, ins = _common_record(work, actor, submission.documents)
     ins = ins or _record_ins(work, record)
     binaries = {b.full_url: b for b in submission.binaries}
     referenced = {d.attachment_url for d in drafts}
@@ -750,7 +787,9 @@ def provide(work: Work, *, actor: Actor, submission: Submission) -> SubmissionRe
             raise Invalid.at(binary.path, "this Binary is referenced by no DocumentReference")
     prepared = _prepare(work, actor, record, ins, drafts, submission.documents, binaries)
     subjects = [d.resource.get("subject") for d in submission.documents]
-    designation = _check_list(work, submission.submission_set, record, "submissionset", Mode.COMPREHENSIVE, subjects)
+    designation = _check_list(
+        work, actor, submission.submission_set, record, "submissionset", Mode.COMPREHENSIVE, subjects
+    )
     listed = {
         ((item or {}).get("item") or {}).get("reference")
         for item in submission.submission_set.resource.get("entry") or []
@@ -762,7 +801,7 @@ def provide(work: Work, *, actor: Actor, submission: Submission) -> SubmissionRe
             f"the SubmissionSet must list every DocumentReference (missing {', '.join(missing)})",
         )
     for folder in submission.folders:
-        _check_list(work, folder, record, "folder", Mode.COMPREHENSIVE, subjects)
+        _check_list(work, actor, folder, record, "folder", Mode.COMPREHENSIVE, subjects)
 
     result = SubmissionResult()
     submission_set_id = str(uuid.uuid4())
@@ -831,11 +870,11 @@ def _write_all(work: Work) -> None:
         raise
 
 
-def _common_record(work: Work, documents: list[DocumentInput]) -> tuple[Record, Ins | None]:
+def _common_record(work: Work, actor: Actor, documents: list[DocumentInput]) -> tuple[Record, Ins | None]:
     record: Record | None = None
     ins: Ins | None = None
     for doc in documents:
-        found, found_ins = _record_of_subject(work, doc.resource.get("subject"), f"{doc.path}.subject")
+        found, found_ins = _record_of_subject(work, actor, doc.resource.get("subject"), f"{doc.path}.subject")
         if record is not None and found.id != record.id:
             raise Invalid.at(
                 f"{doc.path}.subject", "all documents of a submission concern the same patient", IssueCode.BUSINESS_RULE
@@ -854,7 +893,7 @@ def publish(work: Work, *, actor: Actor, resource: JSON, data: bytes | None, pat
     doc = DocumentInput(resource=resource, path=path)
     draft = _read_drafts(work, [doc], Mode.SIMPLIFIED)[0]
     draft.inline_data = data
-    record, ins = _record_of_subject(work, resource.get("subject"), f"{path}.subject")
+    record, ins = _record_of_subject(work, actor, resource.get("subject"), f"{path}.subject")
     ins = ins or _record_ins(work, record)
     prepared = _prepare(work, actor, record, ins, [draft], [doc], None)
     submission_set_id = str(uuid.uuid4())
@@ -870,14 +909,18 @@ def publish(work: Work, *, actor: Actor, resource: JSON, data: bytes | None, pat
 def read_document(work: Work, *, actor: Actor, doc_id: str, version: int | None = None, echo: bool = False) -> bytes:
     """A DocumentReference (a version of it). ``echo``: returned to its depositor in the response to
     the deposit (traced as such, so histories can fold it into the deposit)."""
-    record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
-    stored = (
-        work.store.current(record, DOCUMENT, entry.id)
-        if version is None
-        else work.store.version(record, DOCUMENT, entry.id, version)
+    record, entry, decision, current = _locate_document(
+        work, actor, doc_id, Action.DOCUMENT_READ, with_body=version is None
     )
-    if stored is None:
-        raise NotFound()
+    if version is None:
+        if current is None:  # pragma: no cover - a document entry always has its current version
+            raise NotFound()
+        body = work.store.decrypt(record, DOCUMENT, entry.id, entry.version, current)
+    else:
+        stored = work.store.version(record, DOCUMENT, entry.id, version)
+        if stored is None:
+            raise NotFound()
+        body = stored.body
     audit.trace(
         work,
         TraceAction.DOCUMENT_READ,
@@ -889,11 +932,11 @@ def read_document(work: Work, *, actor: Actor, doc_id: str, version: int | None 
         decision=decision,
         detail="echo" if echo else None,
     )
-    return stored.body
+    return body
 
 
 def document_history(work: Work, *, actor: Actor, doc_id: str) -> list[bytes]:
-    record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, decision, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     audit.trace(
         work,
         TraceAction.DOCUMENT_READ,
@@ -915,11 +958,23 @@ class Content:
     document_id: str
 
 
-def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
-    """ITI-68: the document's bytes, exactly as deposited, with their media type."""
-    context, params = access_context.context_columns(work, actor)
-    row = work.session.execute(
-        sa.select(Record, BinaryEntry, DocumentEntry, *context)
+# Built once per shape, keyed by (with the access context, blob store type): see ``_binary_statement``.
+_BINARY_STATEMENTS: dict[tuple[bool, type], tuple[sa.Select[Any], bool]] = {}
+
+
+def _binary_statement(with_context: bool, blobs: BlobStore) -> tuple[sa.Select[Any], bool]:
+    """A Binary, its document, its record, the professional's access context and, when the blob store
+    keeps blobs in the database, the encrypted bytes themselves; and whether they are inlined."""
+    key = (with_context, type(blobs))
+    cached = _BINARY_STATEMENTS.get(key)
+    if cached is not None:
+        return cached
+    blob = blobs.inline_column(BinaryEntry.record_id, BinaryEntry.blob_address)
+    columns: list[Any] = [Record, BinaryEntry, DocumentEntry, blob if blob is not None else sa.null()]
+    if with_context:
+        columns.extend(access_context.context_subqueries())
+    statement = (
+        sa.select(*columns)
         .select_from(ResourceLocator)
         .join(Record, Record.id == ResourceLocator.record_id)
         .join(
@@ -930,16 +985,30 @@ def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
             DocumentEntry,
             sa.and_(DocumentEntry.record_id == BinaryEntry.record_id, DocumentEntry.id == BinaryEntry.document_id),
         )
-        .where(ResourceLocator.resource_type == BINARY, ResourceLocator.resource_id == binary_id),
-        params,
-    ).first()
+        .where(ResourceLocator.resource_type == BINARY, ResourceLocator.resource_id == sa.bindparam("resource_id"))
+    )
+    cached = _BINARY_STATEMENTS[key] = (statement, blob is not None)
+    return cached
+
+
+def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
+    """ITI-68: the document's bytes, exactly as deposited, with their media type (one round trip when
+    the blobs are in the database)."""
+    context, params = access_context.context_columns(work, actor)
+    blobs = work.store.blobs
+    statement, inline = _binary_statement(bool(context), blobs)
+    row = work.session.execute(statement, {"resource_id": binary_id, **params}).first()
     if row is None:
         raise NotFound()
     record, binary, entry = row[0], row[1], row[2]
     if context:
-        access_context.remember(work, actor, record, row[3], row[4])
+        access_context.remember(work, actor, record, row[4:])
     decision = _check_document(work, actor, record, entry, Action.DOCUMENT_RETRIEVE)
-    ciphertext = work.store.blobs.get(work.session, record.id, binary.blob_address)
+    ciphertext = (
+        blobs.inlined(binary.blob_address, row[3])
+        if inline
+        else blobs.get(work.session, record.id, binary.blob_address)
+    )
     data = work.store.cipher(record).decrypt(ciphertext, resource_type=BINARY, resource_id=binary.id, version=1)
     audit.trace(
         work,
@@ -958,14 +1027,14 @@ def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
 def retrieve_document(work: Work, *, actor: Actor, doc_id: str) -> Content:
     """The bytes of a document named by its DocumentReference id (the portals' viewer and download),
     with the same checks and trace as ITI-68."""
-    _, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_RETRIEVE)
+    _, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_RETRIEVE)
     return retrieve(work, actor=actor, binary_id=entry.binary_id)
 
 
 def permitted(work: Work, *, actor: Actor, doc_id: str, actions: tuple[Action, ...]) -> frozenset[Action]:
     """Which of ``actions`` the access policy lets ``actor`` perform on a document they may read (an
     interface offers only those); ``NotFound`` when they may not read it."""
-    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     facts = DocumentFacts.of(entry)
     return frozenset(a for a in actions if decide(work, actor, a, record, facts).permit)
 
@@ -1031,7 +1100,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
             raise NotAllowed(
                 f"{op.path} cannot be changed: PDSm allows PATCH of status, securityLabel and isArchived only"
             )
-    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()
@@ -1142,7 +1211,7 @@ def set_flag(work: Work, *, actor: Actor, doc_id: str, flag: str, on: bool) -> b
     (lifting ``INVISIBLE_PATIENT`` after the announcement consultation is for the author)."""
     if flag not in CONFIDENTIALITY_FLAGS:
         raise ValueError(f"{flag} is not a visibility flag")
-    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()

@@ -236,6 +236,10 @@ class NotificationRules:
         self.known = KnownAccesses(settings.notify_known_access_cache)
 
     # ------------------------------------------------------------------ the contract
+    def remember_access(self, record_id: uuid.UUID, professional: str) -> None:
+        """A committed access of ``professional`` to the record was seen (by the statement that loaded it)."""
+        self.known.add((KnownAccesses.key(record_id, professional),))
+
     def pending(self, traces: Sequence[Trace]) -> bool:
         for trace in traces:
             if not _counts(trace):

@@ -46,6 +46,17 @@ class BlobStore(Protocol):
 
     def delete_record(self, session: Session, record_id: uuid.UUID) -> None: ...
 
+    def inline_column(
+        self, record_id: sa.ColumnExpressionArgument[uuid.UUID], address: sa.ColumnExpressionArgument[str]
+    ) -> sa.ScalarSelect[bytes] | None:
+        """A column expression that reads the blob in the caller's own statement (saving a round trip), or
+        None when the blob is not in the database; the value read goes through ``inlined``."""
+        ...
+
+    def inlined(self, address: str, data: bytes | None) -> bytes:
+        """The bytes ``inline_column`` read, verified against their address."""
+        ...
+
 
 def _verified(address: str, data: bytes) -> bytes:
     if address_of(data) != address:
@@ -71,6 +82,20 @@ class DatabaseBlobStore:
 
     def delete_record(self, session: Session, record_id: uuid.UUID) -> None:
         session.execute(sa.delete(StoredBlob).where(StoredBlob.record_id == record_id))
+
+    def inline_column(
+        self, record_id: sa.ColumnExpressionArgument[uuid.UUID], address: sa.ColumnExpressionArgument[str]
+    ) -> sa.ScalarSelect[bytes] | None:
+        return (
+            sa.select(StoredBlob.data)
+            .where(StoredBlob.record_id == record_id, StoredBlob.address == address)
+            .scalar_subquery()
+        )
+
+    def inlined(self, address: str, data: bytes | None) -> bytes:
+        if data is None:
+            raise BlobCorrupted(f"blob {address[:12]}… is missing")
+        return _verified(address, data)
 
 
 class FilesystemBlobStore:
@@ -113,3 +138,11 @@ class FilesystemBlobStore:
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         folder.rmdir()
+
+    def inline_column(
+        self, record_id: sa.ColumnExpressionArgument[uuid.UUID], address: sa.ColumnExpressionArgument[str]
+    ) -> sa.ScalarSelect[bytes] | None:
+        return None
+
+    def inlined(self, address: str, data: bytes | None) -> bytes:  # pragma: no cover - never inlined
+        raise BlobCorrupted("the filesystem store reads its blobs itself")
