@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from carnet.access.models import AccessGrant, EmergencyAccess
@@ -381,12 +380,6 @@ def test_the_patient_decides_about_emergencies(api: Api) -> None:
     assert _emergency(api, "dr_regul", patient_id, mode="regulation").status_code == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (access/context.py context_subqueries/remember): only the emergency access expiring last is "
-    "loaded, then dropped if the patient opposed its mode, even when an earlier access of a mode she allows "
-    "is still live",
-)
 def test_opposing_break_glass_leaves_a_live_regulation_access_open(api: Api) -> None:
     patient_id, ins, system = api.new_patient(team=())
     token = api.patient_token(patient_id)

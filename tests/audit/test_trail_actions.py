@@ -57,9 +57,8 @@ from tests.portal.pro_support import token as pro_csrf
 
 ORGANIZATION = {o.key: o.idnat for o in ORGANIZATIONS}
 DOC = "DocumentReference"
-# The basis the policy gives a patient's own accesses today: its reason's text, where docs/audit.md documents
-# the code ``own-record`` (see test_a_patients_own_accesses_carry_the_documented_basis_code, xfail).
-PATIENT_BASIS = "own record"
+# The basis code of a patient's own accesses (docs/audit.md).
+PATIENT_BASIS = "own-record"
 
 
 @pytest.fixture(autouse=True)
@@ -239,6 +238,8 @@ def test_an_iti65_replacement_by_software_is_traced_once_naming_what_it_replaces
             "resource_id": new_id,
             "resource_version": 1,
             "detail": f"replaces:{old_id}",
+            "access_mode": "normal",
+            "basis": "deposit",
             "outcome": "success",
             **http(caller, rid),
         },
@@ -276,6 +277,8 @@ def test_archiving_and_unarchiving_by_patch_are_traced_with_the_version_they_mad
                 "resource_id": doc_id,
                 "resource_version": version,
                 "detail": detail,
+                "access_mode": "normal",
+                "basis": "author-organisation",  # archiving is the author's or their organisation's
                 "outcome": "success",
                 **http(caller, rid),
             },
@@ -350,6 +353,8 @@ def test_consent_changes_through_the_consent_api_are_traced(api: Api, caller: Ca
                 "resource_id": consent_id,
                 "resource_version": 1,
                 "detail": detail,
+                "access_mode": "normal",
+                "basis": PATIENT_BASIS,
                 "outcome": "success",
                 **http(caller, rid),
             },
@@ -370,7 +375,10 @@ def test_consent_changes_through_the_consent_api_are_traced(api: Api, caller: Ca
                 "record_id": patient_id,
                 "resource_type": "Consent",
                 "resource_id": consent_id,
+                "resource_version": 2,
                 "detail": detail,
+                "access_mode": "normal",
+                "basis": PATIENT_BASIS,
                 "outcome": "success",
                 **http(caller, rid),
             },
@@ -418,6 +426,8 @@ def test_a_representatives_consent_is_traced_on_behalf_of_the_child(api: Api, ca
             "resource_id": created.json()["id"],
             "resource_version": 1,
             "detail": f"authorization permit {_idnat('dr_girard')}",
+            "access_mode": "normal",
+            "basis": PATIENT_BASIS,
             "outcome": "success",
             **http(caller, rid),
         },
@@ -443,6 +453,8 @@ def test_a_professionals_declaration_is_traced_with_who_they_are(api: Api, calle
             "resource_id": created.json()["id"],
             "resource_version": 1,
             "detail": f"care-team permit {_idnat('dr_camparini')}",
+            "access_mode": "normal",
+            "basis": "declaration",
             "outcome": "success",
             **http(caller, rid),
         },
@@ -473,6 +485,8 @@ def test_closing_and_reopening_are_traced_with_the_patient_version_they_made(api
                 **patient,
                 "resource_version": version,
                 **({"detail": detail} if detail else {}),
+                "access_mode": "normal",
+                "basis": "operator",
                 "outcome": "success",
                 **http(caller, rid),
             },
@@ -488,7 +502,7 @@ def test_closing_and_reopening_are_traced_with_the_patient_version_they_made(api
                 **patient,
                 "resource_version": version,
                 "access_mode": "normal",
-                "basis": "operator manages records",
+                "basis": "operator",
                 "outcome": "success",
                 **http(caller, rid),
             },
@@ -522,7 +536,7 @@ def test_lookups_by_ins_are_traced_as_lookups_or_reads_without_the_ins(api: Api,
     patient_id, ins, system = api.new_patient()
     expected = {
         # No relationship with the record: learns only that it exists.
-        "dr_blanc": ("record.lookup", "professional (record status)"),
+        "dr_blanc": ("record.lookup", "record-status"),
         # In the care team: reads the Patient.
         "dr_medioni": ("record.read", "care-team"),
     }
@@ -957,7 +971,10 @@ def test_smart_tokens_issued_and_refused_are_traced_in_the_clients_chain(api: Ap
         trace,
         {
             "action": "auth.token",
+            # Issued to the software for the professional it acts for: both named, as on their requests.
+            **{k: v for k, v in professional("dr_lambert").items() if k not in ("actor_kind", "actor_key")},
             **client,
+            "on_behalf_of": f"pro:{smart.LAMBERT}",
             "access_mode": "normal",
             "detail": f"pro:{smart.LAMBERT} scope=system/DocumentReference.rs",
             "outcome": "success",
@@ -1219,13 +1236,7 @@ def test_preferences_changed_in_the_portal_or_by_a_representative_are_traced_too
     )
 
 
-# ---------------------------------------------------------------------------------------- known gaps
-# Each of these fails today and documents a gap in code outside the audit and notification packages; the
-# test turns into a strict failure (xfail_strict) once the gap is fixed, to have its marker removed.
-@pytest.mark.xfail(
-    reason="documents/service.py (deposit, replacement, PATCH), consents/service.py (create, revoke) and "
-    "records/service.py (close, reopen) trace changes without the policy's decision: no access_mode/basis"
-)
+# ---------------------------------------------------------------------------------------- how, on whose behalf
 def test_changes_say_how_access_was_allowed(api: Api, caller: Caller) -> None:
     patient_id, ins, system = api.new_patient()
     since = utcnow()
@@ -1243,7 +1254,6 @@ def test_changes_say_how_access_was_allowed(api: Api, caller: Caller) -> None:
     assert all(t.get("access_mode") == "normal" and t.get("basis") for t in changes)
 
 
-@pytest.mark.xfail(reason="consents/service.py revoke() traces no resource_version, though it writes version 2")
 def test_a_withdrawn_consent_names_the_version_it_made(api: Api, caller: Caller) -> None:
     patient_id, _, _ = api.new_patient()
     token = api.patient_token(patient_id)
@@ -1256,10 +1266,6 @@ def test_a_withdrawn_consent_names_the_version_it_made(api: Api, caller: Caller)
     assert trace.get("resource_version") == int(revoked.json()["meta"]["versionId"]) == 2
 
 
-@pytest.mark.xfail(
-    reason="auth/smart.py traces a token issued for a professional with the professional only in `detail`: "
-    "no `on_behalf_of`, `professional`, `profession`, `organization`"
-)
 def test_a_token_issued_to_software_says_on_whose_behalf(api: Api, caller: Caller) -> None:
     key = smart.make_key()
     client_id = smart.register(api.runtime, key)
@@ -1270,10 +1276,6 @@ def test_a_token_issued_to_software_says_on_whose_behalf(api: Api, caller: Calle
     assert (trace.get("on_behalf_of"), trace.get("professional")) == (f"pro:{smart.LAMBERT}", smart.LAMBERT)
 
 
-@pytest.mark.xfail(
-    reason="access/policy.py `_person` permits without a basis code: the basis is the reason's text "
-    "('own record'), where docs/audit.md documents `own-record`"
-)
 def test_a_patients_own_accesses_carry_the_documented_basis_code(api: Api, caller: Caller) -> None:
     patient_id, _, _ = api.new_patient()
     since = utcnow()

@@ -509,12 +509,6 @@ def test_change_consent(world: dict[str, Stage], stage: str, persona: str) -> No
     assert observed == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (documents/service.py patch_document): a PATCH that changes no flag, status or archive state "
-    "(a repeated security label, labels reordered, isArchived=false) checks no write permission and stores a "
-    "new version for any reader, an emergency access included",
-)
 @pytest.mark.parametrize("persona", ["dr_girard", "ph_didot", "dr_haddad"])
 def test_a_patch_changing_no_flag_is_still_a_write(world: dict[str, Stage], persona: str) -> None:
     s = world["adult"]

@@ -106,6 +106,12 @@ def context_subqueries() -> ContextColumns:
             EmergencyAccess.record_id == Record.id,
             EmergencyAccess.actor_key == sa.bindparam("ctx_actor_key", type_=sa.String),
             EmergencyAccess.expires_at > now,
+            # Only a mode the patient still allows (re-checked at every access): opposing break-glass must
+            # not hide a live regulation access opened earlier.
+            sa.or_(
+                sa.and_(EmergencyAccess.mode == EmergencyMode.BREAK_GLASS.value, Record.emergency_break_glass),
+                sa.and_(EmergencyAccess.mode == EmergencyMode.REGULATION.value, Record.emergency_regulation),
+            ),
         )
         .order_by(EmergencyAccess.expires_at.desc())
         .limit(1)

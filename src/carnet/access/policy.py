@@ -186,9 +186,10 @@ def _deny(reason: str) -> Decision:
     return Decision(False, (reason,))
 
 
-def _permit(reason: str, *, mode: AccessMode = AccessMode.NORMAL, basis: str = "") -> Decision:
+def _permit(reason: str, *, basis: str, mode: AccessMode = AccessMode.NORMAL) -> Decision:
+    """A permit: ``reason`` in words (for people), ``basis`` as a code (for the audit trail, docs/audit.md)."""
     obligations = ("audit",) if mode is AccessMode.NORMAL else ("audit", f"mode:{mode.value}", "notify-emergency")
-    return Decision(True, (reason,), obligations, mode, basis or reason)
+    return Decision(True, (reason,), obligations, mode, basis)
 
 
 def is_patient_document_type(type_code: str) -> bool:
@@ -232,28 +233,28 @@ def _person(actor: Actor, action: Action, record: Record, doc: DocumentFacts | N
     if not actor.may_act_for(record.id):
         return _deny("not the patient of this record nor a legal representative")
     if action in (Action.RECORD_LOOKUP, Action.RECORD_READ, Action.CONSENT_READ):
-        return _permit("own record")
+        return _permit("own record", basis="own-record")
     if action in (Action.RECORD_CLOSE, Action.RECORD_REOPEN):
-        return _permit("holder decides on their record")
+        return _permit("holder decides on their record", basis="own-record")
     if not record.is_active and action not in (Action.DOCUMENT_SEARCH, Action.DOCUMENT_READ, Action.DOCUMENT_RETRIEVE):
         return _deny("the record is closed")
     if action in (Action.CONSENT_CHANGE, Action.BLOCK_OTHERS):
-        return _permit("holder decides who accesses their record")
+        return _permit("holder decides who accesses their record", basis="own-record")
     if action is Action.DOCUMENT_SEARCH:
-        return _permit("own record")
+        return _permit("own record", basis="own-record")
     if doc is None:
         return _deny(f"{action.value} is not open to patients")
     if doc.flags & _hidden_from(actor, record):
         return _deny("document not visible to the patient side")
     if action in (Action.DOCUMENT_READ, Action.DOCUMENT_RETRIEVE, Action.DOCUMENT_MASK):
-        return _permit("own record")
+        return _permit("own record", basis="own-record")
     if action is Action.DOCUMENT_CREATE:
         if is_patient_document_type(doc.type_code):
-            return _permit("patient document")
+            return _permit("patient document", basis="own-record")
         return _deny("patients deposit patient-expression documents (DOCPAT*, EXPPAT_*) only")
     if action in (Action.DOCUMENT_DELETE, Action.DOCUMENT_REPLACE):
         if actor.author_key == doc.author_key:
-            return _permit("own upload")
+            return _permit("own upload", basis="author")
         return _deny("only the author of a document may delete or replace it")
     return _deny(f"{action.value} is not open to patients")
 
@@ -263,7 +264,7 @@ def _can_read_document(actor: Actor, ctx: AccessContext, doc: DocumentFacts) -> 
     is_author = actor.author_key == doc.author_key
     same_org = actor.organization_idnat is not None and actor.organization_idnat == doc.author_org
     if is_author:
-        return _permit("author of the document")
+        return _permit("author of the document", basis="author")
     if ctx.blocked:
         return _deny("blocked by the patient")
     if not ctx.has_relationship:
@@ -284,36 +285,46 @@ def _can_read_document(actor: Actor, ctx: AccessContext, doc: DocumentFacts) -> 
 def _professional(actor: Actor, action: Action, ctx: AccessContext, doc: DocumentFacts | None) -> Decision:
     record = ctx.record
     if action is Action.RECORD_CREATE:
-        return _permit("professional attesting the patient's consent")
+        return _permit("professional attesting the patient's consent", basis="consent-attestation")
     if action is Action.RECORD_LOOKUP:
-        return _permit("professional (record status)")
+        return _permit("professional (record status)", basis="record-status")
     if action in (Action.RECORD_CLOSE, Action.RECORD_REOPEN, Action.CONSENT_CHANGE):
         return _deny("only the patient (or the operator) decides this")
     if not record.is_active:
         return _deny("the record is closed")
     if action is Action.EMERGENCY:
-        return _deny("blocked by the patient") if ctx.blocked else _permit("emergency requested")
+        return (
+            _deny("blocked by the patient")
+            if ctx.blocked
+            else _permit("emergency requested", basis="emergency-request")
+        )
     if action is Action.DECLARE:
-        return _deny("blocked by the patient") if ctx.blocked else _permit("professional declaration")
+        return (
+            _deny("blocked by the patient") if ctx.blocked else _permit("professional declaration", basis="declaration")
+        )
     if action is Action.BLOCK_OTHERS:
         return (
-            _permit("administrator professional")
+            _permit("administrator professional", basis="administrator")
             if ctx.administrator
             else _deny("only the patient or an administrator blocks")
         )
     if action is Action.CONSENT_READ:
         if ctx.blocked or not ctx.has_relationship:
             return _deny("no relationship with this record")
-        return _permit(ctx.basis, mode=ctx.mode)
+        return _permit(ctx.basis, mode=ctx.mode, basis=ctx.basis)
     if action in (Action.RECORD_READ, Action.DOCUMENT_SEARCH):
         if ctx.has_relationship and not ctx.blocked:
             return _permit(ctx.basis, mode=ctx.mode, basis=ctx.basis)
         # Without a relationship (or blocked), a professional still finds what they deposited themselves.
-        return _permit("own deposits only") if action is Action.DOCUMENT_SEARCH else _deny("no relationship")
+        return (
+            _permit("own deposits only", basis="author")
+            if action is Action.DOCUMENT_SEARCH
+            else _deny("no relationship")
+        )
     if doc is None:
         return _deny("no document")
     if action is Action.DOCUMENT_CREATE:
-        return _deny("blocked by the patient") if ctx.blocked else _permit("feeding the record")
+        return _deny("blocked by the patient") if ctx.blocked else _permit("feeding the record", basis="deposit")
     read = _can_read_document(actor, ctx, doc)
     if action in (Action.DOCUMENT_READ, Action.DOCUMENT_RETRIEVE):
         return read
@@ -325,11 +336,11 @@ def _professional(actor: Actor, action: Action, ctx: AccessContext, doc: Documen
     same_org = actor.organization_idnat is not None and actor.organization_idnat == doc.author_org
     if action in (Action.DOCUMENT_REPLACE, Action.DOCUMENT_ARCHIVE):
         if is_author or same_org:
-            return _permit("author or author's organisation")
+            return _permit("author or author's organisation", basis="author-organisation")
         return _deny("only the author or the author's organisation may do this")
     if action in (Action.DOCUMENT_DELETE, Action.DOCUMENT_REVEAL, Action.DOCUMENT_RESTRICT, Action.DOCUMENT_MASK):
         if is_author:
-            return _permit("author")
+            return _permit("author", basis="author")
         return _deny("only the author of a document may do this")
     return _deny(f"{action.value} is not open to professionals")
 
@@ -339,9 +350,9 @@ def decide(
 ) -> Decision:
     """Decide whether ``actor`` may perform ``action`` on ``record`` (and ``doc``)."""
     if action is Action.DIRECTORY_READ:
-        return _permit("directory is public to authenticated callers")
+        return _permit("directory is public to authenticated callers", basis="directory")
     if actor.kind is ActorKind.SYSTEM:
-        return _permit("system")
+        return _permit("system", basis="system")
     if not has_scope(actor, action):
         return _deny(f"the software was not granted the scope {action.value} needs")
     if action is Action.AUDIT_READ:
@@ -349,9 +360,9 @@ def decide(
     if record is None:
         creators = (ActorKind.PROFESSIONAL, ActorKind.SOFTWARE, ActorKind.OPERATOR)
         if action is Action.RECORD_CREATE and actor.kind in creators:
-            return _permit("record creation")
+            return _permit("record creation", basis="record-creation")
         if action is Action.RECORD_ANNOUNCE and actor.kind in (ActorKind.OPERATOR, ActorKind.INSURER):
-            return _permit("the operator or the insurer announces a record")
+            return _permit("the operator or the insurer announces a record", basis="announcement")
         return _deny("no record")
     if doc is not None and doc.status == DELETED:
         return _deny("deleted document")
@@ -363,13 +374,13 @@ def decide(
         return _deny("the record is not open yet" if record.is_announced else "the record's content was destroyed")
     if actor.kind is ActorKind.OPERATOR:
         if action in (Action.RECORD_CREATE, Action.RECORD_LOOKUP, Action.RECORD_CLOSE, Action.RECORD_REOPEN):
-            return _permit("operator manages records")
+            return _permit("operator manages records", basis="operator")
         return _deny("operators never read or write clinical content")
     if actor.kind is ActorKind.INSURER:
         if action is Action.RECORD_LOOKUP:
-            return _permit("the insurer's feed checks that a record exists before feeding it")
+            return _permit("the insurer's feed checks that a record exists before feeding it", basis="insurer-feed")
         if action is Action.DOCUMENT_CREATE and record.is_active and doc is not None and doc.type_code in INSURER_TYPES:
-            return _permit("insurer feed")
+            return _permit("insurer feed", basis="insurer-feed")
         return _deny("the insurer's feed deposits reimbursement data only and reads nothing")
     if actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
         return _person(actor, action, record, doc)

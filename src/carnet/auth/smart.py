@@ -50,6 +50,7 @@ from carnet.accounts.models import Client, ClientKind
 from carnet.audit.trace import Outcome, TraceAction
 from carnet.auth import tokens
 from carnet.auth.actor import AccessMode, Actor, ActorKind
+from carnet.auth.authenticate import resolve
 from carnet.auth.models import UsedAssertion
 from carnet.config import Settings
 from carnet.deps import RuntimeDep
@@ -332,10 +333,14 @@ def exchange(runtime: Runtime, form: dict[str, str]) -> dict[str, Any]:
                 granted = clients.grant_scopes(requested, client.scopes)
                 if not granted:
                     raise OAuthError("invalid_scope", "none of the requested scopes is registered for this client")
+                # Traced as the token's own actor: the software and the professional it acts for.
+                issued_to = resolve(
+                    work, {"sub": caller.key, **acting, "client_id": client.id, "access_mode": mode.value}
+                )
                 audit.trace(
                     work,
                     TraceAction.TOKEN_ISSUED,
-                    caller,
+                    issued_to,
                     access_mode=mode.value,
                     detail=f"{acting.get('act', {}).get('sub', 'no-professional')} scope={' '.join(granted)}"[:300],
                 )

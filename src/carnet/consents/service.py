@@ -34,7 +34,7 @@ import orjson
 import sqlalchemy as sa
 
 from carnet import audit
-from carnet.access import Action, decide, require
+from carnet.access import Action, Decision, decide, require
 from carnet.access.context import context_for, forget
 from carnet.access.models import AccessGrant, GrantKind, SubjectKind
 from carnet.audit.trace import TraceAction
@@ -213,10 +213,10 @@ def _record_of(work: Work, resource: JSON) -> Record:
     return record
 
 
-def _who_decides(work: Work, actor: Actor, record: Record, parsed: ParsedConsent) -> None:
+def _who_decides(work: Work, actor: Actor, record: Record, parsed: ParsedConsent) -> Decision:
     known = decide(work, actor, Action.RECORD_LOOKUP, record).permit
     if parsed.kind in DECLARATIONS:
-        require(work, actor, Action.DECLARE, record, visible=known)
+        decision = require(work, actor, Action.DECLARE, record, visible=known)
         professional = actor.professional
         if professional is None or parsed.subject_value != professional.idnat:
             raise Invalid.at(
@@ -226,11 +226,10 @@ def _who_decides(work: Work, actor: Actor, record: Record, parsed: ParsedConsent
             raise Invalid.at(
                 "Consent.category", "only a doctor (médecin) can be the médecin traitant", IssueCode.BUSINESS_RULE
             )
-        return
+        return decision
     if parsed.kind is Kind.BLOCK:
-        require(work, actor, Action.BLOCK_OTHERS, record, visible=known)
-        return
-    require(work, actor, Action.CONSENT_CHANGE, record, visible=known)
+        return require(work, actor, Action.BLOCK_OTHERS, record, visible=known)
+    return require(work, actor, Action.CONSENT_CHANGE, record, visible=known)
 
 
 def _normalise(
@@ -264,7 +263,7 @@ def create(work: Work, *, actor: Actor, resource: JSON) -> tuple[str, bytes]:
     """Record a patient decision or a professional declaration; return its id and stored JSON."""
     parsed = _parse(work, resource)
     record = _record_of(work, resource)
-    _who_decides(work, actor, record, parsed)
+    decision = _who_decides(work, actor, record, parsed)
     if not record.is_active:
         raise Invalid.at("Consent.patient", "the record is closed", IssueCode.BUSINESS_RULE)
     consent_id = str(uuid.uuid4())
@@ -305,6 +304,7 @@ def create(work: Work, *, actor: Actor, resource: JSON) -> tuple[str, bytes]:
         resource_type=CONSENT,
         resource_id=consent_id,
         version=1,
+        decision=decision,
         detail=_summary(parsed.kind, parsed.permit, parsed.subject_value),
     )
     return consent_id, orjson.dumps(body)
@@ -460,7 +460,8 @@ def revoke(work: Work, *, actor: Actor, consent_id: str) -> bytes:
     resource = orjson.loads(stored.body)
     kind = _kind_of(resource)
     grant = work.session.get(AccessGrant, (record.id, consent_id))
-    patient_side = decide(work, actor, Action.CONSENT_CHANGE, record).permit
+    change = decide(work, actor, Action.CONSENT_CHANGE, record)
+    patient_side = change.permit
     own_declaration = grant is not None and grant.declared_by == actor.author_key
     if not (patient_side or own_declaration):
         raise Forbidden("only the patient, or who declared it, withdraws this Consent")
@@ -476,6 +477,8 @@ def revoke(work: Work, *, actor: Actor, consent_id: str) -> bytes:
     work.store.flush()
     forget(work, record.id)
     assert body is not None
+    declared = None if patient_side else decide(work, actor, Action.DECLARE, record)
+    basis = change if patient_side else (declared if declared is not None and declared.permit else None)
     audit.trace(
         work,
         TraceAction.CONSENT_REVOKE,
@@ -483,6 +486,8 @@ def revoke(work: Work, *, actor: Actor, consent_id: str) -> bytes:
         record=record,
         resource_type=CONSENT,
         resource_id=consent_id,
+        version=int(orjson.loads(body)["meta"]["versionId"]),
+        decision=basis,
         detail=_summary(
             kind, resource.get("provision", {}).get("type") != "deny", grant.subject_value if grant else None
         ),

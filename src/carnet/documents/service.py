@@ -372,6 +372,7 @@ class _Prepared:
     full_url: str | None
     binary_full_url: str | None
     replaces: DocumentEntry | None = None
+    decision: Decision | None = None  # how the deposit was allowed (its trace says so)
 
 
 def _read_drafts(work: Work, documents: list[DocumentInput], mode: Mode) -> list[Draft]:
@@ -509,7 +510,7 @@ def _prepare(
         check_content(draft, data, ins=ins, max_bytes=work.settings.max_document_bytes, content_path=content_path)
         _server_flags(work, actor, record, draft)
         # A caller who may not even look the record up must not learn that it exists.
-        require(
+        decision = require(
             work,
             actor,
             Action.DOCUMENT_CREATE,
@@ -533,6 +534,7 @@ def _prepare(
                 doc.full_url,
                 binary.full_url if binary else None,
                 replaces,
+                decision,
             )
         )
     return prepared
@@ -605,6 +607,7 @@ def _write_document(work: Work, actor: Actor, record: Record, item: _Prepared, s
         resource_type=DOCUMENT,
         resource_id=item.doc_id,
         version=1,
+        decision=item.decision,
         detail=f"replaces:{item.replaces.id}" if item.replaces is not None else None,
     )
     return Created(DOCUMENT, item.doc_id, 1, work.now)
@@ -1100,7 +1103,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
             raise NotAllowed(
                 f"{op.path} cannot be changed: PDSm allows PATCH of status, securityLabel and isArchived only"
             )
-    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, decision, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()
@@ -1118,7 +1121,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
     status = after.get("status")
     if status != before.get("status"):
         if status == DELETED:
-            require(work, actor, Action.DOCUMENT_DELETE, record, facts, visible=True)
+            decision = require(work, actor, Action.DOCUMENT_DELETE, record, facts, visible=True)
         elif status == "superseded":
             raise Invalid.at(
                 "DocumentReference.status",
@@ -1147,17 +1150,18 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
         raise Invalid.at("DocumentReference.securityLabel", "exactly one of N, R, V is required")
     del term
     changed = flags ^ entry.flags
+    labels_checked = bool(changed) or levels[0] != entry.confidentiality
     if changed & CONFIDENTIALITY_FLAGS["MASQUE_PS"]:
-        require(work, actor, Action.DOCUMENT_MASK, record, facts, visible=True)
+        decision = require(work, actor, Action.DOCUMENT_MASK, record, facts, visible=True)
     if changed & CONFIDENTIALITY_FLAGS["INVISIBLE_PATIENT"]:
         lifting = bool(entry.flags & CONFIDENTIALITY_FLAGS["INVISIBLE_PATIENT"])
-        require(
+        decision = require(
             work, actor, Action.DOCUMENT_REVEAL if lifting else Action.DOCUMENT_RESTRICT, record, facts, visible=True
         )
     if changed & CONFIDENTIALITY_FLAGS["INVISIBLE_REPRESENTANTS_LEGAUX"]:
-        require(work, actor, Action.DOCUMENT_RESTRICT, record, facts, visible=True)
+        decision = require(work, actor, Action.DOCUMENT_RESTRICT, record, facts, visible=True)
     if levels[0] != entry.confidentiality:
-        require(work, actor, Action.DOCUMENT_RESTRICT, record, facts, visible=True)
+        decision = require(work, actor, Action.DOCUMENT_RESTRICT, record, facts, visible=True)
 
     # archive flag
     archived_ext = extension(after, EXT_IS_ARCHIVED)
@@ -1165,12 +1169,18 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
     if archived_ext is not None and not isinstance(archived_ext.get("valueBoolean"), bool):
         raise Invalid.at("DocumentReference.extension", "isArchived takes valueBoolean")
     if archived != entry.is_archived:
-        require(work, actor, Action.DOCUMENT_ARCHIVE, record, facts, visible=True)
+        decision = require(work, actor, Action.DOCUMENT_ARCHIVE, record, facts, visible=True)
     if archived_ext is not None:
         set_extension(after, {"url": EXT_IS_ARCHIVED, "valueBoolean": archived})
 
     if after == before:
         return stored.body
+    # A change that alters no flag, level or archive state (a repeated or reordered label, an explicit
+    # isArchived=false) still writes a new version: it needs the same right as a change of that element.
+    if not labels_checked and after.get("securityLabel") != before.get("securityLabel"):
+        decision = require(work, actor, Action.DOCUMENT_RESTRICT, record, facts, visible=True)
+    if archived == entry.is_archived and extension(after, EXT_IS_ARCHIVED) != extension(before, EXT_IS_ARCHIVED):
+        decision = require(work, actor, Action.DOCUMENT_ARCHIVE, record, facts, visible=True)
     body = _bump(work, record, entry, after)
     audit.trace(
         work,
@@ -1180,6 +1190,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
         resource_type=DOCUMENT,
         resource_id=entry.id,
         version=entry.version,
+        decision=decision,  # the right the change used (the read's when it needed none of its own)
         detail=_change_summary(entry, str(status), flags, levels[0], archived),
     )
     entry.status = str(status)

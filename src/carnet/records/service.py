@@ -313,7 +313,7 @@ def _rewrite_status(work: Work, record: Record) -> None:
 def close_record(work: Work, *, actor: Actor, patient_id: str, reason: ClosureReason) -> Record:
     """Close a record (kept ten years, then destroyed). Deposits stop; the holder keeps read access."""
     record = _record_for(work, actor, patient_id)
-    require(work, actor, Action.RECORD_CLOSE, record, visible=True)
+    decision = require(work, actor, Action.RECORD_CLOSE, record, visible=True)
     if record.is_announced:
         raise Conflict("the record is not open yet: objecting to it ($oppose) closes it")
     if not record.is_active:
@@ -330,6 +330,7 @@ def close_record(work: Work, *, actor: Actor, patient_id: str, reason: ClosureRe
         resource_type=PATIENT,
         resource_id=str(record.id),
         version=record.patient_version,
+        decision=decision,
         detail=reason.value,
     )
     return record
@@ -338,7 +339,7 @@ def close_record(work: Work, *, actor: Actor, patient_id: str, reason: ClosureRe
 def reopen_record(work: Work, *, actor: Actor, patient_id: str) -> Record:
     """Reopen a closed record within its retention period; its archived content is available again."""
     record = _record_for(work, actor, patient_id)
-    require(work, actor, Action.RECORD_REOPEN, record, visible=True)
+    decision = require(work, actor, Action.RECORD_REOPEN, record, visible=True)
     if record.is_active:
         raise Conflict("the record is already open")
     if record.is_announced:
@@ -358,5 +359,6 @@ def reopen_record(work: Work, *, actor: Actor, patient_id: str) -> Record:
         resource_type=PATIENT,
         resource_id=str(record.id),
         version=record.patient_version,
+        decision=decision,
     )
     return record
