@@ -63,10 +63,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/pro/connexion/demonstration"): "demo sign-in (development only)",
 }
 # Known gaps, each answering anonymously with this status instead of refusing (remove when fixed).
-KNOWN_GAPS: dict[tuple[str, str], int] = {
-    # fhir/resources/documents.put_refused takes no credentials: it tells anyone PUT is not supported.
-    ("PUT", "/fhir/DocumentReference/{doc_id}"): 405,
-}
+KNOWN_GAPS: dict[tuple[str, str], int] = {}
 PORTALS = {"/patient": "/patient/connexion", "/pro": "/pro/connexion"}
 # Forms whose handler checks the action before the caller: a valid action reaches the sign-in check.
 FORMS = {

@@ -310,7 +310,7 @@ def test_production_directory_import_checks_rpps_luhn_and_the_codes(
     assert sorted(faults) == [3, 4, 5], result.describe()
     assert "Luhn" in faults[3]
     assert "10001234566" in faults[3]  # the RPPS at fault
-    assert "TRE_G15" in faults[4]  # profession 99 is no TRE_G15 code
+    assert "'99' is not in TRE_G15" in faults[4]  # the unknown profession code is named
     assert "SM999" in faults[5]
     assert "TRE_R01" in faults[5]
 

@@ -48,7 +48,8 @@ def test_a_fresh_process_learns_known_accesses_from_the_record_it_loads(api: Api
     assert api.get(f"/fhir/DocumentReference/{doc_id}", "dr_lambert").status_code == 200  # his first access
     accesses, events = _accesses(runtime, record_id), _events(runtime, record_id)
     lambert, didot = BY_KEY["dr_lambert"].idnat, BY_KEY["ph_didot"].idnat
-    assert lambert is not None and didot is not None
+    assert lambert is not None
+    assert didot is not None
     assert lambert in [professional for professional, _ in accesses]
 
     # Another process: its own runtime and memory of known accesses, on the same database.

@@ -112,6 +112,11 @@ def test_a_patient_activates_enrols_and_signs_in(api: Api) -> None:
     assert refused.status_code == 401
     assert "n'est pas le bon" in body(refused)
     assert secret.group(1) in body(refused)  # the enrolment page again, QR code included
+    # The enrolment page's fields did not come back (here, a secret that is no base32): start over, no 500.
+    lost = post(client, "/patient/activation/confirmation", {"identifiant": ins, "code": "123456", "secret": "A"})
+    assert lost.status_code == 422, lost.text
+    assert "Recommencez l'activation" in body(lost)
+    assert 'name="code_activation"' in body(lost)
     confirmed = post(
         client, "/patient/activation/confirmation", {"identifiant": ins, "code": totp.now(), "secret": secret.group(1)}
     )

@@ -197,8 +197,10 @@ def upsert_role(
     problems: list[Problem] = []
     profession = None
     specialty = None
+    offered: list[str] = []  # the profession codes given, for the error when none is known
     for concept in resource.get("code") or []:
         for coding in codings(concept):
+            offered.append(str(coding.get("code")))
             hit = term.professions.lookup(coding.get("system"), coding.get("code"))
             profession = hit.code if hit else profession
             # Social and medico-social professions (TRE_R94) are kept as "R94:<code>".
@@ -216,7 +218,15 @@ def upsert_role(
                         IssueCode.CODE_INVALID,
                     )
                 )
-    if profession is None:
+    if profession is None and offered:
+        problems.append(
+            Problem(
+                f"profession {', '.join(repr(c) for c in offered)} is not in TRE_G15 (nor TRE_R94 for social work)",
+                f"{path}.code",
+                IssueCode.CODE_INVALID,
+            )
+        )
+    elif profession is None:
         problems.append(
             Problem(
                 "the profession (TRE_G15, or TRE_R94 for social work) is required", f"{path}.code", IssueCode.REQUIRED

@@ -252,7 +252,8 @@ def delete(doc_id: str, request: Request, runtime: RuntimeDep, claims: ClaimsDep
 
 
 @router.put("/DocumentReference/{doc_id}")
-def put_refused(doc_id: str) -> Response:
+def put_refused(doc_id: str, claims: ClaimsDep) -> Response:
+    """Refused to everyone, once authenticated (an anonymous caller learns only that it must sign in)."""
     raise NotAllowed(
         "DocumentReference metadata is immutable: PATCH status, securityLabel or isArchived, or deposit a replacement"
     )

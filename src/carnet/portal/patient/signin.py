@@ -38,6 +38,7 @@ from carnet.portal.patient import common
 
 router = APIRouter(prefix=common.PREFIX, include_in_schema=False)
 _INS = re.compile(r"[0-9][0-9AB]{14}")
+_SECRET = re.compile(r"(?:[A-Z2-7]{8}){2,8}")  # a TOTP secret as Carnet makes them: base32, whole blocks
 
 FormStr = Annotated[str, Form()]
 
@@ -352,11 +353,23 @@ def confirm(
         else _("Ce code n'est pas le bon. Saisissez le code affiché maintenant par votre application (6 chiffres).")
     )
     secret = re.sub(r"[^A-Z2-7]", "", secret.upper())[:64]
-    uri = (
-        uri
-        if uri.startswith("otpauth://totp/") and len(uri) < 400
-        else patients.provisioning_uri(secret or "A", "Carnet")
-    )
+    if not _SECRET.fullmatch(secret):
+        # The enrolment page's own fields did not come back (a hand-made request, a truncated form): the
+        # secret cannot be shown again, so the activation starts over.
+        return common.page(
+            request,
+            runtime,
+            "patient/activate.html",
+            None,
+            {
+                "values": {"identifiant": identifiant.strip()[:120]},
+                "errors": {
+                    "code_activation": _("Recommencez l'activation : saisissez à nouveau votre code d'activation.")
+                },
+            },
+            status=422,
+        )
+    uri = uri if uri.startswith("otpauth://totp/") and len(uri) < 400 else patients.provisioning_uri(secret, "Carnet")
     return _enrolment(
         request,
         runtime,
