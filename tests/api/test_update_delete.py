@@ -39,6 +39,26 @@ def test_patch_of_any_other_element_is_405(api: Api, path: str, value: Any) -> N
     assert api.get(f"/fhir/DocumentReference/{doc_id}", "dr_medioni").json()["meta"]["versionId"] == "1"
 
 
+def test_a_patch_that_changes_nothing_meaningful_stores_nothing_and_needs_the_right_to_change(api: Api) -> None:
+    patient_id, _, _, doc_id = _doc(api)
+    url = f"/fhir/DocumentReference/{doc_id}"
+    masked = api.patch(url, "dr_medioni", [{"op": "add", "path": "/securityLabel/-", "value": MASK}])
+    assert masked.status_code == 200, masked.text
+    assert masked.json()["meta"]["versionId"] == "2"
+    again = [{"op": "add", "path": "/securityLabel/-", "value": MASK}]  # already masked: the label repeated
+    patient = api.patient_token(patient_id)
+    for response in (
+        api.patch(url, "dr_medioni", again),  # the author
+        api.as_token(patient, "PATCH", url, again, headers={"Content-Type": "application/json-patch+json"}),
+    ):
+        assert response.status_code == 200, response.text
+        assert response.json()["meta"]["versionId"] == "2"  # nothing stored: it already was so
+        assert [c["coding"][0]["code"] for c in response.json()["securityLabel"]].count("MASQUE_PS") == 1
+    # (A reader who may change no label is refused the same PATCH: test_access_matrix.py.)
+    history = api.get(f"{url}/_history", "dr_medioni").json()
+    assert history["total"] == 2
+
+
 def test_author_masks_and_patient_unmasks(api: Api) -> None:
     _, _, _, doc_id = _doc(api)
     masked = api.patch(

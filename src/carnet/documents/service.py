@@ -1173,14 +1173,14 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
     if archived_ext is not None:
         set_extension(after, {"url": EXT_IS_ARCHIVED, "valueBoolean": archived})
 
-    if after == before:
+    if status == entry.status and not labels_checked and archived == entry.is_archived:
+        # Nothing that means anything changes (a label repeated or reordered, an explicit isArchived=false):
+        # no new version; still refused to who may not change those elements at all.
+        if after.get("securityLabel") != before.get("securityLabel"):
+            _require_any(work, actor, (Action.DOCUMENT_MASK, Action.DOCUMENT_RESTRICT), record, facts)
+        if extension(after, EXT_IS_ARCHIVED) != extension(before, EXT_IS_ARCHIVED):
+            require(work, actor, Action.DOCUMENT_ARCHIVE, record, facts, visible=True)
         return stored.body
-    # A change that alters no flag, level or archive state (a repeated or reordered label, an explicit
-    # isArchived=false) still writes a new version: it needs the same right as a change of that element.
-    if not labels_checked and after.get("securityLabel") != before.get("securityLabel"):
-        decision = require(work, actor, Action.DOCUMENT_RESTRICT, record, facts, visible=True)
-    if archived == entry.is_archived and extension(after, EXT_IS_ARCHIVED) != extension(before, EXT_IS_ARCHIVED):
-        decision = require(work, actor, Action.DOCUMENT_ARCHIVE, record, facts, visible=True)
     body = _bump(work, record, entry, after)
     audit.trace(
         work,
@@ -1190,7 +1190,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
         resource_type=DOCUMENT,
         resource_id=entry.id,
         version=entry.version,
-        decision=decision,  # the right the change used (the read's when it needed none of its own)
+        decision=decision,  # the right the change used
         detail=_change_summary(entry, str(status), flags, levels[0], archived),
     )
     entry.status = str(status)
@@ -1199,6 +1199,12 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
     entry.is_archived = archived
     work.store.flush()
     return body
+
+
+def _require_any(work: Work, actor: Actor, actions: tuple[Action, ...], record: Record, facts: DocumentFacts) -> None:
+    """Permitted if any of ``actions`` is; otherwise refused (and traced) as the first of them."""
+    if not any(decide(work, actor, action, record, facts).permit for action in actions):
+        require(work, actor, actions[0], record, facts, visible=True)
 
 
 def _change_summary(entry: DocumentEntry, status: str, flags: int, level: str, archived: bool) -> str:
