@@ -5,13 +5,16 @@ in what the services then hold (the FHIR API as professionals and as the patient
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 
 import pytest
+from PIL import Image
 
 from carnet.demo.pdf import make_pdf
 from tests.conftest import Api
+from tests.images_support import shown_image
 from tests.portal.patient_support import (
     assert_no_medical_data_in_addresses,
     body,
@@ -28,7 +31,15 @@ from tests.portal.patient_support import (
 
 # A tiny valid JPEG header and a PNG signature: the kind of file is read from the bytes.
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+BROKEN_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _png(size: tuple[int, int] = (60, 40)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (12, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + bytes(range(256))
 
 
@@ -232,7 +243,7 @@ def test_upload_refusals_are_clear_and_write_nothing(api: Api) -> None:
     cases = [
         (upload(client, person, too_big), "Le fichier dépasse la taille maximale (5 Mo)."),
         (upload(client, person, EXE, filename="programme.pdf"), "Ce fichier n'est pas accepté"),
-        (upload(client, person, PNG, filename="image.png", media="image/png"), "Les images PNG"),
+        (upload(client, person, BROKEN_PNG, filename="image.png", media="image/png"), "Cette image PNG est illisible"),
         (upload(client, person, pdf, title="   "), "Donnez un titre au document."),
         (upload(client, person, pdf, title="x" * 201), "Le titre compte au plus 200 caractères."),
         (upload(client, person, pdf, date="32/13/2026"), "Indiquez la date du document"),
@@ -440,13 +451,12 @@ def test_the_upload_form_offers_exactly_the_kinds_of_file_accepted(api: Api) -> 
     accept = re.search(r'<input id="f-fichier"[^>]*accept="([^"]*)"', form.text)
     assert accept is not None
     offered = accept.group(1).split(",")
-    # PNG has no DMP format code (JDV_J60, ASS_A12): refused, so not offered either.
-    assert not [kind for kind in offered if "png" in kind.lower()]
-    assert {".pdf", ".jpg", ".jpeg", ".tif", ".tiff", ".txt", ".rtf"} <= set(offered)
-    assert "PDF, JPEG, TIFF, texte ou RTF" in body(form)
+    assert {".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".txt", ".rtf"} <= set(offered)
+    assert "PDF, JPEG, PNG, TIFF, texte ou RTF" in body(form)
     samples = {
         "application/pdf": make_pdf("Offert", ["pdf"]),
         "image/jpeg": JPEG,
+        "image/png": _png(),
         "image/tiff": b"II*\x00\x08\x00\x00\x00" + b"\x00" * 64,
         "text/plain": b"Une note\n",
         "text/rtf": b"{\\rtf1\\ansi Note}",
@@ -457,6 +467,40 @@ def test_the_upload_form_offers_exactly_the_kinds_of_file_accepted(api: Api) -> 
     for number, media in enumerate(media_offered):
         sent = upload(client, person, samples[media], title=f"Offert {number}", media=media, filename="f")
         assert sent.status_code == 303, (media, body(sent))
-    refused = upload(client, person, PNG, title="Image", filename="image.png", media="image/png")
+    # What is not in the list is refused, whatever its name says.
+    refused = upload(client, person, EXE, title="Programme", filename="photo.png", media="image/png")
     assert refused.status_code == 422
-    assert "enregistrez l'image en JPEG ou en TIFF" in body(refused)
+    assert "choisissez un PDF, une image JPEG, PNG ou TIFF" in body(refused)
+
+
+def test_a_png_is_kept_as_a_pdf_holding_its_pixels(api: Api) -> None:
+    person = new_patient(api)
+    client = signed_in(person)
+    image = Image.new("RGB", (90, 50), (12, 120, 200))
+    for x in range(90):
+        image.putpixel((x, 10), (250, 250, 0))
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    sent = upload(
+        client,
+        person,
+        png.getvalue(),
+        title="Capture ordonnance",
+        category="ORD_SOIN",
+        filename="c.png",
+        media="image/png",
+    )
+    assert sent.status_code == 303, body(sent)
+    (doc,) = patient_documents(person)
+    attachment = doc["content"][0]["attachment"]
+    assert attachment["contentType"] == "application/pdf"
+    assert doc["content"][0]["format"]["code"] == "urn:ihe:iti:xds-sd:pdf:2008"
+    # Shown framed like any PDF; the bytes are a PDF holding exactly the image's pixels.
+    page = client.get(f"{person.base}/documents/{doc['id']}")
+    assert f"{person.base}/documents/{doc['id']}/contenu" in page.text
+    stored = client.get(f"{person.base}/documents/{doc['id']}/telecharger").content
+    assert stored.startswith(b"%PDF-1.4")
+    assert attachment["size"] == len(stored)
+    assert shown_image(stored).tobytes() == image.tobytes()
+    # A professional of the care team finds it and reads the same bytes.
+    assert doc["id"] in fhir_ids(api, "dr_lambert", person)

@@ -6,14 +6,14 @@ ITI-105 simplified publish of a patient-expression document (``DOCPAT*`` / ``EXP
 category chosen: ``documents.categories.UPLOAD_TYPES``), masking a PDSm PATCH of ``securityLabel``
 (``MASQUE_PS``). Nothing here decides who may do it.
 
-Uploads follow Mon espace santé's rules (reference/dmp.md §2.5): PDF, JPEG, TIFF, plain text or RTF,
-at most ``CARNET_MAX_PATIENT_UPLOAD_BYTES`` (5 MB); the kind of file is read from its bytes, never from
-its name or what the browser says. PNG images are recognised and refused with an explanation: a DMP
-document carries a format code of JDV_J60-FormatCode-DMP, and for unstructured content that code
-follows the media type (ASS_A12, from TRE_R222: PDF, text, RTF, JPEG, TIFF — the five kinds a CDA
-level-1 body may hold, reference/dmp.md §2.2 and §2.5). J60 has no code for PNG, nor a generic one
-(IHE's ``urn:ihe:iti:xds:2017:mimeTypeSufficient`` is not in it), so a PNG could not be shared as a
-DMP document. The upload form offers exactly what is accepted (``ACCEPT``).
+Uploads follow Mon espace santé's rules (reference/dmp.md §2.5): PDF, JPEG, PNG, TIFF, plain text or
+RTF, at most ``CARNET_MAX_PATIENT_UPLOAD_BYTES`` (5 MB); the kind of file is read from its bytes, never
+from its name or what the browser says. A DMP document carries a format code of
+JDV_J60-FormatCode-DMP, and for unstructured content that code follows the media type (ASS_A12, from
+TRE_R222: PDF, text, RTF, JPEG, TIFF — the five kinds a CDA level-1 body may hold, reference/dmp.md §2.2
+and §2.5). J60 has no code for PNG, so a PNG is kept as a one-page PDF holding exactly its pixels
+(``documents.images``) and shared as a PDF. The upload form offers exactly what is accepted
+(``ACCEPT``).
 
 ``find_documents`` is the documents page's search: a text matches the type, the title and the author of
 each document (titles are encrypted with the record, so that matching runs here, over the reader's own
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import orjson
 
 from carnet.auth.actor import Actor
-from carnet.documents import categories, overview
+from carnet.documents import categories, images, overview
 from carnet.documents import search as document_search
 from carnet.documents import service as documents
 from carnet.documents.categories import Category
@@ -50,11 +50,12 @@ TITLE_MAX = 200
 PAGE = 100
 SCAN_LIMIT = 10_000  # documents a text search looks through at most (a record holds far fewer)
 
-# What a patient may upload: the kinds Mon espace santé takes that have a DMP format code.
-UPLOAD_MEDIA = frozenset(m for m in PATIENT_UPLOAD_MEDIA if m in UNSTRUCTURED_FORMAT)
+# What a patient may upload: the kinds Mon espace santé takes (PNG is kept as a PDF, having no DMP format code).
+UPLOAD_MEDIA = frozenset(m for m in PATIENT_UPLOAD_MEDIA if m in UNSTRUCTURED_FORMAT or m is Media.PNG)
 _EXTENSIONS = {
     Media.PDF: (".pdf",),
     Media.JPEG: (".jpg", ".jpeg"),
+    Media.PNG: (".png",),
     Media.TIFF: (".tif", ".tiff"),
     Media.TEXT: (".txt",),
     Media.RTF: (".rtf",),
@@ -78,8 +79,9 @@ class Upload:
     masked: bool = False
 
 
-def check_upload(work: Work, upload: Upload) -> Media:
-    """The kind of the file, or ``Invalid`` / ``TooLarge`` naming each field at fault (nothing written)."""
+def check_upload(work: Work, upload: Upload) -> tuple[Media, bytes]:
+    """The kind of the document and its bytes (a PNG becomes a PDF), or ``Invalid`` / ``TooLarge`` naming
+    each field at fault (nothing written)."""
     problems: list[Problem] = []
     title = upload.title.strip()
     if not title:
@@ -95,17 +97,17 @@ def check_upload(work: Work, upload: Upload) -> Media:
     if len(upload.data) > work.settings.max_patient_upload_bytes:
         raise TooLarge(f"the file is larger than {work.settings.max_patient_upload_bytes} bytes")
     media = detect_media(upload.data)
-    if media is Media.PNG:
-        raise Invalid(
-            "PNG images cannot be shared as DMP documents",
-            problems=[Problem("png", "file", IssueCode.NOT_SUPPORTED)],
-        )
     if media is None or media not in UPLOAD_MEDIA:
         raise Invalid(
-            "the file is not a PDF, JPEG, TIFF, text or RTF document",
+            "the file is not a PDF, JPEG, PNG, TIFF, text or RTF document",
             problems=[Problem("kind", "file", IssueCode.NOT_SUPPORTED)],
         )
-    return media
+    if media is Media.PNG:
+        try:
+            return Media.PDF, images.png_as_pdf(upload.data)
+        except images.ImageError as exc:
+            raise Invalid(str(exc), problems=[Problem("png", "file", IssueCode.VALUE)]) from exc
+    return media, upload.data
 
 
 def document_reference(work: Work, *, actor: Actor, patient_id: str, upload: Upload, media: Media) -> JSON:
@@ -158,9 +160,9 @@ def document_reference(work: Work, *, actor: Actor, patient_id: str, upload: Upl
 
 def upload(work: Work, *, actor: Actor, patient_id: str, upload: Upload) -> Created:
     """Add a patient's own document to the record (all or nothing)."""
-    media = check_upload(work, upload)
+    media, data = check_upload(work, upload)
     resource = document_reference(work, actor=actor, patient_id=patient_id, upload=upload, media=media)
-    return documents.publish(work, actor=actor, resource=resource, data=upload.data)
+    return documents.publish(work, actor=actor, resource=resource, data=data)
 
 
 def _labels_with(resource: JSON, masked: bool) -> list[JSON]:

@@ -177,7 +177,7 @@ def _upload_page(
             "errors": errors,
             "categories": category_labels(_),
             "max_mb": runtime.settings.max_patient_upload_bytes // (1024 * 1024),
-            "accept": patient_space.ACCEPT,  # exactly what the upload takes (no PNG: no DMP format code)
+            "accept": patient_space.ACCEPT,  # exactly what the upload takes
             "today": dt.date.today().isoformat(),  # noqa: DTZ011 - the form's default, in the reader's day
         },
         section="documents",
@@ -275,13 +275,10 @@ def _store_upload(
         where = {p.expression for p in exc.problems}
         codes = {p.message for p in exc.problems}
         if "png" in codes:
-            errors["fichier"] = _(
-                "Les images PNG ne peuvent pas être partagées dans le dossier médical : enregistrez l'image en JPEG "
-                "ou en TIFF, puis ajoutez-la."
-            )
+            errors["fichier"] = _("Cette image PNG est illisible ou trop grande (40 millions de pixels au plus).")
         elif "file" in where:
             errors["fichier"] = _(
-                "Ce fichier n'est pas accepté : choisissez un PDF, une image JPEG ou TIFF, un texte ou un RTF."
+                "Ce fichier n'est pas accepté : choisissez un PDF, une image JPEG, PNG ou TIFF, un texte ou un RTF."
             )
         elif "date" in where:
             errors["date"] = _("La date du document ne peut pas être dans le futur.")
