@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import fields
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -125,13 +126,12 @@ def _token_hashes(work: Work, param: str, filters: list[TokenFilter]) -> list[by
     return [work.store.token(param, f.code if f.system is None else f"{f.system}|{f.code}") for f in filters]
 
 
-def _document_conditions(work: Work, record: Record, q: DocumentQuery) -> list[ColumnElement[bool]]:
+def _filter_conditions(work: Work, record: Record, q: DocumentQuery) -> list[ColumnElement[bool]]:
+    """The query's conditions other than the record and the statuses (which every ITI-67 search has)."""
     term = terminology()
-    where: list[ColumnElement[bool]] = [DocumentEntry.record_id == record.id]
+    where: list[ColumnElement[bool]] = []
     if q.ids:
         where.append(DocumentEntry.id.in_(q.ids))
-    if q.statuses:
-        where.append(DocumentEntry.status.in_(q.statuses))
     if q.types:
         where.append(DocumentEntry.type_code.in_(_codes(q.types, term.type_codes)))
     if q.categories:
@@ -250,33 +250,31 @@ def _refused(work: Work, actor: Actor, action: TraceAction, record: Record, quer
     return Page(total=0, matches=[])
 
 
-def search_documents(work: Work, *, actor: Actor, query: DocumentQuery) -> Page:
-    """ITI-67 Find Document References for one patient."""
-    record = _record_for(work, actor, query.patient_id, query.patient_ins)
-    if record is None:
-        return Page(total=0, matches=[])
-    decision = decide(work, actor, Action.DOCUMENT_SEARCH, record)
-    if not decision.permit:
-        return _refused(work, actor, TraceAction.DOCUMENT_SEARCH, record, query)
-    _refuse_revealing_labels(actor, record, query)
-    where = [*_document_conditions(work, record, query), document_visibility(work, actor, record)]
+def _page_statement(
+    visibility: ColumnElement[bool], by_status: bool, ascending: bool, filters: list[ColumnElement[bool]]
+) -> sa.Select[Any]:
+    """A page of a record's documents the caller may read: index rows, current encrypted bodies and the
+    total, with the record, statuses, page size and offset as bound parameters."""
+    where: list[ColumnElement[bool]] = [DocumentEntry.record_id == sa.bindparam("s_record")]
+    if by_status:
+        where.append(DocumentEntry.status.in_(sa.bindparam("s_statuses", expanding=True)))
     order = (
         (DocumentEntry.date.asc(), DocumentEntry.id.asc())
-        if query.sort_ascending
+        if ascending
         else (DocumentEntry.date.desc(), DocumentEntry.id.desc())
     )
-    # One round trip: the page of index rows, their current encrypted bodies and the total.
-    rows = work.session.execute(
-        sa.select(
-            DocumentEntry.id,
-            DocumentEntry.version,
-            ResourceVersion.body,
-            sa.func.count().over(),
-            DocumentEntry.flags,
-            DocumentEntry.type_code,
-            DocumentEntry.author_key,
-            DocumentEntry.author_org,
-        )
+    columns: list[Any] = [
+        DocumentEntry.id,
+        DocumentEntry.version,
+        ResourceVersion.body,
+        sa.func.count().over(),
+        DocumentEntry.flags,
+        DocumentEntry.type_code,
+        DocumentEntry.author_key,
+        DocumentEntry.author_org,
+    ]
+    return (
+        sa.select(*columns)
         .join(
             ResourceVersion,
             sa.and_(
@@ -286,11 +284,59 @@ def search_documents(work: Work, *, actor: Actor, query: DocumentQuery) -> Page:
                 ResourceVersion.version == DocumentEntry.version,
             ),
         )
-        .where(*where)
+        .where(*where, *filters, visibility)
         .order_by(*order)
-        .limit(query.count)
-        .offset(query.offset)
-    ).all()
+        .limit(sa.bindparam("s_limit", type_=sa.Integer()))
+        .offset(sa.bindparam("s_offset", type_=sa.Integer()))
+    )
+
+
+# Statements of the usual search, per (visibility condition, by status, ascending). The visibility
+# conditions are themselves built once per combination of the caller's rights (``access.policy``),
+# so there are few; the cache is bounded all the same (emptied when full), and each entry holds the
+# condition it is keyed by, so that the key's identity cannot be reused by another object.
+_PAGE_STATEMENTS: dict[tuple[int, bool, bool], tuple[ColumnElement[bool], sa.Select[Any]]] = {}
+_PAGE_STATEMENTS_MAX = 1024
+
+
+def _cached_page_statement(visibility: ColumnElement[bool], by_status: bool, ascending: bool) -> sa.Select[Any]:
+    key = (id(visibility), by_status, ascending)
+    hit = _PAGE_STATEMENTS.get(key)
+    if hit is not None and hit[0] is visibility:
+        return hit[1]
+    if len(_PAGE_STATEMENTS) >= _PAGE_STATEMENTS_MAX:
+        _PAGE_STATEMENTS.clear()
+    statement = _page_statement(visibility, by_status, ascending, [])
+    _PAGE_STATEMENTS[key] = (visibility, statement)
+    return statement
+
+
+def search_documents(work: Work, *, actor: Actor, query: DocumentQuery) -> Page:
+    """ITI-67 Find Document References for one patient."""
+    record = _record_for(work, actor, query.patient_id, query.patient_ins)
+    if record is None:
+        return Page(total=0, matches=[])
+    decision = decide(work, actor, Action.DOCUMENT_SEARCH, record)
+    if not decision.permit:
+        return _refused(work, actor, TraceAction.DOCUMENT_SEARCH, record, query)
+    _refuse_revealing_labels(actor, record, query)
+    visibility = document_visibility(work, actor, record)
+    filters = _filter_conditions(work, record, query)
+    params: dict[str, object] = {"s_record": record.id, "s_limit": query.count, "s_offset": query.offset}
+    if query.statuses:
+        params["s_statuses"] = query.statuses
+    if filters:
+        statement = _page_statement(visibility, bool(query.statuses), query.sort_ascending, filters)
+    else:  # the usual ITI-67 search (patient and status): its statement is built once per shape
+        statement = _cached_page_statement(visibility, bool(query.statuses), query.sort_ascending)
+    # One round trip: the page of index rows, their current encrypted bodies and the total.
+    rows = work.session.execute(statement, params).all()
+    where = [
+        DocumentEntry.record_id == record.id,
+        *([DocumentEntry.status.in_(query.statuses)] if query.statuses else []),
+        *filters,
+        visibility,
+    ]
     if rows:
         total = int(rows[0][3])
     elif query.offset or query.count == 0:
