@@ -137,9 +137,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="Carnet",
         version=__version__,
         description="Patient-controlled shared health record: FHIR R4 / IHE MHD (ANS PDSm).",
-        docs_url="/docs",
+        # The interactive API description is a development aid (its page loads scripts from a CDN, which
+        # the portals' Content-Security-Policy forbids): not served in production, where the FHIR
+        # CapabilityStatement (/fhir/metadata) describes the API.
+        docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=None if settings.is_production else "/openapi.json",
     )
     app.state.runtime = runtime
 

@@ -113,3 +113,13 @@ def test_the_same_requests_pass_outside_production(api: Api, oid: str) -> None:
     ins, system = factories.random_ins(oid)
     response = api.post("/fhir/Patient", "dr_medioni", factories.patient_resource(ins, system, status="VALI"))
     assert response.status_code == 201, response.text
+
+
+def test_the_api_description_pages_are_not_served_in_production(production: ProductionApi, api: Api) -> None:
+    for path in ("/docs", "/openapi.json", "/docs/oauth2-redirect"):
+        assert production.client.get(path).status_code == 404, path
+        assert api.client.get(path).status_code == 200, path
+    # The FHIR CapabilityStatement still describes the API, to anyone.
+    metadata = production.client.get("/fhir/metadata")
+    assert metadata.status_code == 200
+    assert metadata.json()["resourceType"] == "CapabilityStatement"
