@@ -169,9 +169,7 @@ def _document_statement(with_context: bool, with_body: bool, facts_only: bool = 
     )
 
 
-def _locate_document(
-    work: Work, actor: Actor, doc_id: str, action: Action
-) -> tuple[Record, DocumentEntry, Decision, None]:
+def _locate_document(work: Work, actor: Actor, doc_id: str, action: Action) -> tuple[Record, DocumentEntry, Decision]:
     """The document and its record if ``actor`` may perform ``action``; NotFound otherwise (or Forbidden
     when the actor can see the document but not act on it). One round trip."""
     context, params = access_context.context_columns(work, actor)
@@ -181,7 +179,7 @@ def _locate_document(
     record, entry = row[0], row[1]
     if context:
         access_context.remember(work, actor, record, row[2:])
-    return record, entry, _check_document(work, actor, record, entry, action), None
+    return record, entry, _check_document(work, actor, record, entry, action)
 
 
 def _read_current(work: Work, actor: Actor, doc_id: str) -> tuple[Record, int, Decision, bytes]:
@@ -947,7 +945,7 @@ def read_document(work: Work, *, actor: Actor, doc_id: str, version: int | None 
             raise NotFound()
         body = work.store.decrypt(record, DOCUMENT, doc_id, current_version, current)
     else:
-        record, entry, decision, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+        record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
         stored = work.store.version(record, DOCUMENT, entry.id, version)
         if stored is None:
             raise NotFound()
@@ -967,7 +965,7 @@ def read_document(work: Work, *, actor: Actor, doc_id: str, version: int | None 
 
 
 def document_history(work: Work, *, actor: Actor, doc_id: str) -> list[bytes]:
-    record, entry, decision, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     audit.trace(
         work,
         TraceAction.DOCUMENT_READ,
@@ -1069,14 +1067,14 @@ def retrieve(work: Work, *, actor: Actor, binary_id: str) -> Content:
 def retrieve_document(work: Work, *, actor: Actor, doc_id: str) -> Content:
     """The bytes of a document named by its DocumentReference id (the portals' viewer and download),
     with the same checks and trace as ITI-68."""
-    _, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_RETRIEVE)
+    _, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_RETRIEVE)
     return retrieve(work, actor=actor, binary_id=entry.binary_id)
 
 
 def permitted(work: Work, *, actor: Actor, doc_id: str, actions: tuple[Action, ...]) -> frozenset[Action]:
     """Which of ``actions`` the access policy lets ``actor`` perform on a document they may read (an
     interface offers only those); ``NotFound`` when they may not read it."""
-    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     facts = DocumentFacts.of(entry)
     return frozenset(a for a in actions if decide(work, actor, a, record, facts).permit)
 
@@ -1142,7 +1140,7 @@ def patch_document(work: Work, *, actor: Actor, doc_id: str, operations: list[Pa
             raise NotAllowed(
                 f"{op.path} cannot be changed: PDSm allows PATCH of status, securityLabel and isArchived only"
             )
-    record, entry, decision, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, decision = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()
@@ -1267,7 +1265,7 @@ def set_flag(work: Work, *, actor: Actor, doc_id: str, flag: str, on: bool) -> b
     (lifting ``INVISIBLE_PATIENT`` after the announcement consultation is for the author)."""
     if flag not in CONFIDENTIALITY_FLAGS:
         raise ValueError(f"{flag} is not a visibility flag")
-    record, entry, _, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
+    record, entry, _ = _locate_document(work, actor, doc_id, Action.DOCUMENT_READ)
     stored = work.store.current(record, DOCUMENT, entry.id)
     if stored is None:  # pragma: no cover
         raise NotFound()
