@@ -54,6 +54,7 @@ lets ``pending`` answer "no" for the reads of professionals already known, witho
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -409,10 +410,13 @@ def _doctor(idnat: str, email: str | None, event: _Event) -> outbox.Recipient:
     )
 
 
-def _people(work: Work, record_ids: list[uuid.UUID]) -> list[_Person]:
-    """The active accounts of the records' patients and legal representatives, with their preferences."""
+@functools.cache
+def _people_statement() -> sa.CompoundSelect[Any]:
+    """Built once: the active accounts of some records' patients and legal representatives, with their
+    preferences (the records are an expanding parameter, ``record_ids``)."""
     pref = NotificationPreference
     columns = (pref.language, pref.email, pref.phone, pref.email_channel, pref.sms_channel, pref.topics_off)
+    record_ids: sa.BindParameter[Any] = sa.bindparam("record_ids", expanding=True)
     holders = (
         sa.select(Account.id, Account.record_id, sa.literal(Role.HOLDER.value).label("role"), *columns)
         .outerjoin(pref, pref.account_id == Account.id)
@@ -424,8 +428,13 @@ def _people(work: Work, record_ids: list[uuid.UUID]) -> list[_Person]:
         .outerjoin(pref, pref.account_id == Account.id)
         .where(Representation.record_id.in_(record_ids), Account.active.is_(True))
     )
+    return sa.union_all(holders, representatives)
+
+
+def _people(work: Work, record_ids: list[uuid.UUID]) -> list[_Person]:
+    """The active accounts of the records' patients and legal representatives, with their preferences."""
     people = []
-    rows: Sequence[Any] = work.session.execute(sa.union_all(holders, representatives)).all()
+    rows: Sequence[Any] = work.session.execute(_people_statement(), {"record_ids": record_ids}).all()
     for row in rows:
         prefs = preferences.from_values(
             work.settings,
@@ -462,12 +471,14 @@ def _document_flags(work: Work, events: list[_Event]) -> dict[tuple[uuid.UUID, s
     wanted = sorted({(e.record_id, d) for e in events for d, _ in e.documents}, key=lambda k: (str(k[0]), k[1]))
     if not wanted:
         return {}
-    rows = work.session.execute(
-        sa.select(DocumentEntry.record_id, DocumentEntry.id, DocumentEntry.flags).where(
-            sa.tuple_(DocumentEntry.record_id, DocumentEntry.id).in_(wanted)
-        )
-    )
+    rows = work.session.execute(_FLAGS_STATEMENT, {"wanted": wanted})
     return {(row.record_id, row.id): int(row.flags) for row in rows}
+
+
+# Built once: the flags of some documents, named by (record, id) pairs (an expanding parameter).
+_FLAGS_STATEMENT = sa.select(DocumentEntry.record_id, DocumentEntry.id, DocumentEntry.flags).where(
+    sa.tuple_(DocumentEntry.record_id, DocumentEntry.id).in_(sa.bindparam("wanted", expanding=True))
+)
 
 
 def _medecins_traitants(work: Work, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[str, str | None]]]:
