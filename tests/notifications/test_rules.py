@@ -257,6 +257,20 @@ def test_the_medecin_traitant_is_not_told_of_their_own_emergency_access(
     assert found.told(f"pro:{idnat('dr_medioni')}") == []
 
 
+def test_a_medecin_traitant_declared_twice_is_told_once(api: Api, runtime: Runtime, rules: NotificationRules) -> None:
+    """Two active declarations of the same médecin traitant (found by the access property test): the
+    emergency access is still recorded, and the doctor is told once, not refused as a duplicate."""
+    patient_id = _patient(api)
+    for _ in range(2):
+        declared = api.declare("dr_medioni", patient_id, "medecin-traitant")
+        assert declared.status_code in (200, 201), declared.text
+    patient = holder(runtime, patient_id)
+    apply(runtime, rules, pro_trace(TraceAction.EMERGENCY_ACCESS, uuid.UUID(patient_id), "dr_haddad"))
+    found = written(runtime, patient_id)
+    assert found.told(account_key(patient)) == [EMERGENCY]
+    assert found.told(f"pro:{idnat('dr_medioni')}") == [EMERGENCY]
+
+
 def test_a_revoked_medecin_traitant_is_not_told(api: Api, runtime: Runtime, rules: NotificationRules) -> None:
     patient_id = _patient(api)
     consent_id = api.declare("dr_medioni", patient_id, "medecin-traitant").json()["id"]

@@ -103,8 +103,13 @@ def enqueue(
 
     ``event_id`` is chosen by the caller when ``params`` must be bound to it (a sealed secret, see
     ``carnet.notifications.reset_code``); a fresh one otherwise. Returns the event id, or None when
-    nobody is to be told (nothing is written then).
+    nobody is to be told (nothing is written then). A recipient named twice (the same key) is told
+    once, as first named: a notice or a delivery is unique per event and recipient.
     """
+    unique: dict[str, Recipient] = {}
+    for recipient in recipients:
+        unique.setdefault(recipient.key, recipient)
+    recipients = list(unique.values())
     if not any(r.in_app or r.email or r.phone for r in recipients):
         return None
     event_id = event_id or uuid.uuid4()

@@ -497,8 +497,11 @@ def _medecins_traitants(work: Work, record_ids: list[uuid.UUID]) -> dict[uuid.UU
     )
     found: dict[uuid.UUID, list[tuple[str, str | None]]] = {}
     for row in rows:
+        doctors = found.setdefault(row.record_id, [])
+        if any(known == row.subject_value for known, _ in doctors):
+            continue  # declared more than once: one doctor all the same
         email = preferences.normalise_email(row.email) if row.email else None
-        found.setdefault(row.record_id, []).append((row.subject_value, email))
+        doctors.append((row.subject_value, email))
     return found
 
 
