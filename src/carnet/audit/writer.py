@@ -53,7 +53,10 @@ def group(traces: Iterable[Trace]) -> list[tuple[uuid.UUID, list[bytes]]]:
     return sorted(chains.items(), key=lambda item: item[0].bytes)
 
 
-_APPEND = "SELECT carnet_audit_append(%s, %s)"
+# ``%b``: the chain and the payloads travel in PostgreSQL's binary format. In text format psycopg writes
+# each payload as hex and quotes it into an array literal with regular expressions: ~0.3 ms of CPU
+# for a search's 11 traces, against ~0.1 ms in binary (measured), and PostgreSQL then parses the hex.
+_APPEND = "SELECT carnet_audit_append(%b, %b)"
 
 
 def write(session: Session, traces: Sequence[Trace]) -> None:
