@@ -616,7 +616,8 @@ def _context(test_pki: Pki, client_cert: pki.Issued | None) -> ssl.SSLContext:
 
 
 @pytest.mark.slow
-def test_mutual_tls_round_trip_through_carnet_serve(test_pki: Pki, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_mutual_tls_round_trip_through_carnet_serve(test_pki: Pki, tmp_path: Path, workers: int) -> None:
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     database_url = f"sqlite:///{tmp_path / 'carnet.db'}"
@@ -642,6 +643,8 @@ def test_mutual_tls_round_trip_through_carnet_serve(test_pki: Pki, tmp_path: Pat
         str(test_pki.server.key),
         "--tls-client-ca",
         str(test_pki.ca),
+        "--workers",
+        str(workers),
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(  # noqa: S603 - the command is this project's own console script
@@ -674,7 +677,7 @@ def test_mutual_tls_round_trip_through_carnet_serve(test_pki: Pki, tmp_path: Pat
                 assert foreign.status_code == 401, foreign.text
 
         process.terminate()
-        assert process.wait(timeout=15) in (0, -signal.SIGTERM), log_text(log)
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM), log_text(log)
         output = " ".join(log_text(log).split())
         assert f"Carnet on https://127.0.0.1:{port}" in output, output
     finally:

@@ -57,7 +57,10 @@ def _runtime() -> object:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL recommended above 1).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes, each handed connections in turn (PostgreSQL recommended above 1)."),
+    ] = 1,
     tls_cert: Annotated[
         Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM) [default: CARNET_TLS_CERT].")
     ] = None,
@@ -71,6 +74,7 @@ def serve(
 ) -> None:
     """Serve the FHIR API (and health endpoints) with uvicorn; with --tls-cert, over HTTPS and mutual TLS."""
     import asyncio
+    import contextlib
     import os
     import ssl
 
@@ -122,7 +126,7 @@ def serve(
     from carnet.notifications.worker import start_dev_worker
 
     start_dev_worker(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         "carnet.app:create_app",
         factory=True,
         host=host,
@@ -139,6 +143,18 @@ def serve(
         ssl_cert_reqs=ssl.CERT_OPTIONAL if cert is not None and client_ca is not None else ssl.CERT_NONE,
         ssl_ca_certs=client_ca if cert is not None else None,
     )
+    if workers > 1:
+        # Not uvicorn's own supervisor: its workers race to accept and share connections unevenly.
+        from carnet.balancer import Balancer
+
+        status = Balancer(config, workers).run()
+    else:
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        status = 0 if server.started else 3
+    if status:
+        raise typer.Exit(status)
 
 
 @db_app.command("upgrade")
