@@ -207,9 +207,10 @@ class Settings(BaseSettings):
     audit_timezone: str = "Europe/Paris"
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    # Threads per process running the (synchronous) database work of requests. A few threads keep
-    # the CPU busy while others wait on the database; many threads only fight over the GIL.
-    worker_threads: int = Field(default=6, ge=1, le=200)
+    # Threads per process running the (synchronous) database work of requests. Two keep the CPU busy
+    # while one waits on the database; more only fight over the GIL, which widens the latency tail
+    # (docs/benchmarks.md: 2 beat 6 on deposits, search and retrieve in two alternated runs).
+    worker_threads: int = Field(default=2, ge=1, le=200)
     log_level: str = "INFO"
     log_json: bool = False
 
