@@ -172,6 +172,7 @@ class Balancer:
             message = b""
         if message == _READY:
             worker.ready = True
+            logger.info("Worker process [%d] ready", worker.process.pid)
         else:
             self.selector.unregister(worker.channel)  # gone: _check_workers collects it
 
