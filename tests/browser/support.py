@@ -218,9 +218,10 @@ def light_and_dark_shares(png: bytes) -> tuple[float, float]:
     return light / max(1, total), dark / max(1, total)
 
 
-def pdf_viewer(page: Page, name: str | re.Pattern[str], *, timeout: float = 15.0) -> Frame:
+def pdf_viewer(page: Page, name: str | re.Pattern[str], *, timeout: float = 45.0) -> Frame:
     """The frame of Chromium's PDF viewer once it has opened the file ``name`` (its title: the file name the
-    ``Content-Disposition`` gives, or a pattern it matches)."""
+    ``Content-Disposition`` gives, or a pattern it matches). ``timeout`` is a readiness guard: under a
+    full test run on two cores Chromium's viewer extension was once seen not to appear within 15 s."""
     deadline = time.monotonic() + timeout
     titles: list[str] = []
     while time.monotonic() < deadline:
@@ -238,7 +239,7 @@ def pdf_viewer(page: Page, name: str | re.Pattern[str], *, timeout: float = 15.0
     raise AssertionError(f"Chromium's PDF viewer did not open {name!r} (viewer titles: {titles})")
 
 
-def assert_pdf_shown(page: Page, frame: Locator, name: str | re.Pattern[str], *, timeout: float = 15.0) -> None:
+def assert_pdf_shown(page: Page, frame: Locator, name: str | re.Pattern[str], *, timeout: float = 45.0) -> None:
     """The frame shows the PDF ``name``: the framed document is a PDF (not an error page: a refused frame is
     ``text/html``), Chromium's PDF viewer has opened it, and the frame is not empty — a white page on the
     viewer's dark background, in its pixels."""
